@@ -1,0 +1,48 @@
+"""``flowmapsr`` entry point: one sub-command per module in ``flowmapsr.cli``.
+
+Each command module defines ``add_parser(subparsers)`` (cheap: no heavy imports) and
+``run(args) -> int`` (the exit code). Heavy imports happen inside ``run`` so that
+``flowmapsr --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from flowmapsr import __version__
+
+# Sub-commands, in the order ``--help`` lists them.
+COMMANDS = ["upscale", "degrade", "eval", "bench", "train", "recipe", "serve"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flowmapsr",
+        description="Fast diffusion-quality image super-resolution with flow maps.",
+    )
+    parser.add_argument("--version", action="version", version=f"flowmapsr {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"flowmapsr.cli.{name}")
+        p = module.add_parser(sub)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_run", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("flowmapsr: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""The SR pipeline: a backbone + how to run it, saved as a folder and loaded back.
+
+A pipeline folder holds ``config.json`` (the :class:`PipelineConfig`: backbone config, LoRA
+config, inference defaults, provenance) and ``model.safetensors`` (backbone weights), plus
+``lora.safetensors`` when LoRA adapters were trained. Weights are loaded with safetensors only.
+``SRPipeline.from_pretrained(None)`` loads the model built into the package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from flowmapsr.config import from_dict, to_dict
+from flowmapsr.convert import model_to_unit, unit_to_model
+from flowmapsr.flowmap import PROMPT_POS, Condition
+from flowmapsr.inference.solvers import flowmap_solve, time_grid
+from flowmapsr.nets import build_net
+from flowmapsr.nets.lora import (
+    LoRAConfig,
+    attach_lora,
+    base_state_dict,
+    has_lora,
+    lora_state_dict,
+    set_lora_scale,
+)
+from flowmapsr.resize import upsample_source
+
+CONFIG_NAME, WEIGHTS_NAME, LORA_NAME = "config.json", "model.safetensors", "lora.safetensors"
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "weights" / "default"
+
+
+@dataclass
+class PipelineConfig:
+    net: dict = field(default_factory=lambda: {"type": "small"})
+    lora: LoRAConfig | None = None
+    lora_scale: float = 1.0  # default adapter scale at inference
+    scales: list[int] = field(default_factory=lambda: [2, 4, 8])  # scales it was trained for
+    steps: int = 1  # default NFE
+    guidance: float = 1.0  # default ω
+    grid: str = "uniform"  # time grid kind (see solvers.time_grid)
+    source_noise: float = 0.0  # σ of Gaussian noise added to the upsampled LR at t = 1
+    info: dict = field(default_factory=dict)  # provenance: recipe, steps, data, wall time …
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    from safetensors.torch import save
+
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
+    _atomic_write_bytes(path, data)
+
+
+class SRPipeline:
+    """Runs a flow-map backbone for SR: bicubic source → ``steps`` jumps → HR."""
+
+    def __init__(self, net: torch.nn.Module, config: PipelineConfig | None = None):
+        self.net = net.eval()
+        self.config = config or PipelineConfig()
+
+    # -- persistence -----------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls, path: str | os.PathLike | None = None, device: str | torch.device = "cpu"
+    ) -> SRPipeline:
+        """Load a pipeline folder (None: the model built into the package)."""
+        from safetensors.torch import load_file
+
+        folder = BUILTIN_DIR if path is None else Path(path)
+        cfg_path = folder / CONFIG_NAME
+        if not cfg_path.is_file():
+            what = "the built-in model" if path is None else f"pipeline folder '{folder}'"
+            raise FileNotFoundError(f"{what}: no {CONFIG_NAME} in {folder}")
+        try:
+            raw = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{cfg_path}: not valid JSON ({err})") from None
+        config = from_dict(PipelineConfig, raw)
+        net = build_net(config.net)
+        weights = folder / WEIGHTS_NAME
+        if not weights.is_file():
+            raise FileNotFoundError(f"{folder}: missing {WEIGHTS_NAME}")
+        net.load_state_dict(load_file(str(weights)), strict=True)
+        if config.lora is not None:
+            attach_lora(net, config.lora)
+            lora_path = folder / LORA_NAME
+            if not lora_path.is_file():
+                raise FileNotFoundError(f"{folder}: config names LoRA but {LORA_NAME} is missing")
+            missing = net.load_state_dict(load_file(str(lora_path)), strict=False)
+            if missing.unexpected_keys:
+                raise ValueError(f"{lora_path}: unexpected keys {missing.unexpected_keys[:3]}")
+            set_lora_scale(net, config.lora_scale)
+        pipe = cls(net, config)
+        return pipe.to(device)
+
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (+ ``lora.safetensors``) atomically."""
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        if has_lora(self.net):
+            if self.config.lora is None:
+                raise ValueError("the network has LoRA adapters but config.lora is not set")
+            _save_tensors(base_state_dict(self.net), folder / WEIGHTS_NAME)
+            _save_tensors(lora_state_dict(self.net), folder / LORA_NAME)
+        else:
+            _save_tensors(self.net.state_dict(), folder / WEIGHTS_NAME)
+        text = json.dumps(to_dict(self.config), indent=2, sort_keys=True) + "\n"
+        _atomic_write_bytes(folder / CONFIG_NAME, text.encode("utf-8"))
+        return folder
+
+    def to(self, device=None, dtype=None) -> SRPipeline:
+        self.net.to(device=device, dtype=dtype)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.net.parameters()).dtype
+
+    # -- running ---------------------------------------------------------------------------
+    def set_lora_scale(self, scale: float | None) -> None:
+        if has_lora(self.net):
+            set_lora_scale(self.net, self.config.lora_scale if scale is None else scale)
+
+    def make_source(self, lr: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+        """``(B, 3, h, w)`` LR in ``[0, 1]`` → ``(B, 3, H, W)`` bicubic source in ``[-1, 1]``."""
+        return unit_to_model(upsample_source(lr, out_size))
+
+    @torch.no_grad()
+    def sample(
+        self,
+        src: torch.Tensor,
+        steps: int | None = None,
+        guidance: float | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Run the flow map on a source ``(B, 3, H, W)`` in ``[-1, 1]``; returns ``[-1, 1]``.
+
+        ``noise`` (same shape) is the source noise ε (scaled by ``config.source_noise``); pass
+        it for tiled runs so every tile sees the same draw.
+        """
+        c = self.config
+        steps = c.steps if steps is None else steps
+        omega = c.guidance if guidance is None else guidance
+        n = src.shape[0]
+        dev, dt = self.device, self.dtype
+        src = src.to(device=dev, dtype=dt)
+        cond = Condition(
+            prompt=torch.full((n,), PROMPT_POS, dtype=torch.long, device=dev),
+            omega=torch.full((n,), float(omega), device=dev, dtype=dt),
+            source=src,
+        )
+        x = src
+        if c.source_noise > 0 and noise is not None:
+            x = src + c.source_noise * noise.to(device=dev, dtype=dt)
+        grid = time_grid(steps, c.grid, device=dev, dtype=torch.float32)
+        return flowmap_solve(self.net, x, grid, cond)
+
+    @torch.no_grad()
+    def upscale_tensor(
+        self,
+        lr: torch.Tensor,
+        scale: float = 4,
+        steps: int | None = None,
+        guidance: float | None = None,
+        lora_scale: float | None = None,
+        seed: int = 0,
+    ) -> torch.Tensor:
+        """``(B, 3, h, w)`` LR in ``[0, 1]`` → ``(B, 3, round(h·s), round(w·s))`` in ``[0, 1]``.
+
+        The output size is padded internally to the backbone's multiple and cropped back.
+        """
+        h, w = lr.shape[-2:]
+        out_h, out_w = int(round(h * scale)), int(round(w * scale))
+        mult = int(getattr(self.net, "size_multiple", 1))
+        pad_h, pad_w = (-out_h) % mult, (-out_w) % mult
+        src = self.make_source(lr.to(self.device, torch.float32), (out_h, out_w))
+        if pad_h or pad_w:
+            src = torch.nn.functional.pad(src, (0, pad_w, 0, pad_h), mode="reflect")
+        g = torch.Generator(device="cpu").manual_seed(int(seed))
+        noise = torch.randn(src.shape, generator=g) if self.config.source_noise > 0 else None
+        self.set_lora_scale(lora_scale)
+        out = self.sample(src, steps, guidance, noise)
+        return model_to_unit(out[..., :out_h, :out_w].float())

@@ -1,0 +1,71 @@
+"""LoRA adapters on any backbone through peft, with a scale knob for inference.
+
+The adversarial stage trains only these adapters; at inference the LoRA scale moves the output
+between the distilled map (scale 0) and the adversarially sharpened one (scale 1, or more).
+Reference: Hu et al. 2022 (LoRA, arXiv 2106.09685); FlowMapSR §4.3 (LoRA adversarial fine-tuning).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+ADAPTER = "default"
+
+
+@dataclass
+class LoRAConfig:
+    rank: int = 8
+    alpha: float = 8.0
+    # Regex over module names; the default hits every 3×3 conv of the small net's blocks.
+    targets: str = r".*blocks\.\d+\.conv[12]"
+    dropout: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def attach_lora(net: nn.Module, config: LoRAConfig) -> nn.Module:
+    """Insert LoRA adapters into ``net`` in place (base weights frozen) and return it."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    peft_cfg = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        target_modules=config.targets,
+        lora_dropout=config.dropout,
+        **config.extra,
+    )
+    net = inject_adapter_in_model(peft_cfg, net, adapter_name=ADAPTER)
+    for name, p in net.named_parameters():
+        p.requires_grad_("lora_" in name)
+    return net
+
+
+def has_lora(net: nn.Module) -> bool:
+    return any("lora_" in name for name, _ in net.named_parameters())
+
+
+def lora_state_dict(net: nn.Module) -> dict[str, torch.Tensor]:
+    """Only the adapter weights (names as in ``net.state_dict()``)."""
+    return {k: v.detach().clone() for k, v in net.state_dict().items() if "lora_" in k}
+
+
+def base_state_dict(net: nn.Module) -> dict[str, torch.Tensor]:
+    """The backbone weights without adapters, under the names of the plain (un-adapted) net."""
+    out = {}
+    for k, v in net.state_dict().items():
+        if "lora_" in k:
+            continue
+        out[k.replace(".base_layer.", ".")] = v
+    return out
+
+
+def set_lora_scale(net: nn.Module, scale: float) -> None:
+    """Multiply every adapter's contribution by ``scale`` (0 = off, 1 = as trained)."""
+    from peft.tuners.lora import LoraLayer
+
+    for module in net.modules():
+        if isinstance(module, LoraLayer) and ADAPTER in module.scaling:
+            base = module.lora_alpha[ADAPTER] / module.r[ADAPTER]
+            module.scaling[ADAPTER] = base * scale

@@ -1,0 +1,161 @@
+"""What every objective shares: the batch, the result type, the config, and the driver.
+
+Every objective is a small ``nn.Module`` (it may own parameters: the learned weighting λ(t, r))
+with one call signature::
+
+    result = objective(net, batch, t=None, r=None, generator=None, teacher=None)
+
+and one result type, :class:`ObjectiveResult` (scalar loss, per-sample loss, float logs).
+A batch is split into its diagonal part (``r = t``: the flow-matching term, optionally with the
+guided target) and its off-diagonal part (the objective's own self-distillation term). The
+split, the weighting and guidance are handled here once; subclasses supply only
+:meth:`FlowMapObjective.off_diagonal_target`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from flowmapsr.flowmap import Condition
+from flowmapsr.objectives.guidance import Guidance, GuidanceConfig
+from flowmapsr.objectives.weighting import LearnedWeighting
+from flowmapsr.paths.bridge import BridgePath
+from flowmapsr.paths.time_sampling import PairSampler, PairSamplerConfig
+
+
+@dataclass
+class FlowBatch:
+    """A training batch on the bridge path.
+
+    hr: ``(B, …)`` targets at t = 0.   src: ``(B, …)`` sources at t = 1.
+    hr_neg: ``(B, …)`` low-quality targets for the negative prompt (guidance), or None.
+    cond: the condition (the source image for concat backbones, prompts, ω), or None.
+    noise: ``(B, …)`` bridge noise ε, or None (drawn from the generator when needed).
+    """
+
+    hr: torch.Tensor
+    src: torch.Tensor
+    hr_neg: torch.Tensor | None = None
+    cond: Condition | None = None
+    noise: torch.Tensor | None = None
+
+
+@dataclass
+class ObjectiveResult:
+    """loss: scalar to backpropagate; per_sample: ``(B,)`` detached; logs: floats for the log."""
+
+    loss: torch.Tensor
+    per_sample: torch.Tensor
+    logs: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ObjectiveConfig:
+    name: str = "shortcut"  # fm | lagrangian | eulerian | shortcut
+    pairs: PairSamplerConfig = field(default_factory=PairSamplerConfig)
+    bridge_noise: float = 0.0  # b of the bridge path (LBM uses 1e-3–5e-3)
+    learned_weighting: bool = True  # λ(t, r): each term becomes exp(−w)·ℓ + w
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    # shortcut: first jump covers a fraction h of [r, t] (0.5 = shortcut, "uniform" = random h)
+    split: float = 0.5
+    split_uniform: bool = False
+    # eulerian: v in the tangent (v, 1, 0) is the model's own diagonal ("model") or src − hr
+    eulerian_velocity: str = "model"
+    # lagrangian/eulerian: backpropagate through the JVP term (DESIGN formula) or stop it
+    # (MeanFlow-style; same fixed point, half the memory). Default: stop.
+    tangent_grad: bool = False
+
+
+def squared_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per sample: ``(B, …) → (B,)``."""
+    return (a - b).pow(2).flatten(1).mean(dim=1)
+
+
+class FlowMapObjective(nn.Module):
+    """Base objective: diagonal flow matching + an off-diagonal self-distillation term."""
+
+    name = "base"
+    uses_off_diagonal = True
+
+    def __init__(self, config: ObjectiveConfig | None = None):
+        super().__init__()
+        self.config = config or ObjectiveConfig(name=self.name)
+        self.path = BridgePath(self.config.bridge_noise)
+        self.pairs = PairSampler(self.config.pairs)
+        self.guidance = Guidance(self.config.guidance)
+        self.weighting = LearnedWeighting() if self.config.learned_weighting else None
+
+    # -- hooks -------------------------------------------------------------------------------
+    def off_diagonal_target(
+        self, net, teacher, x, t, r, cond, u, v_diag
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(student, target)`` for the off-diagonal samples.
+
+        ``student`` carries gradients, ``target`` does not. ``u`` is the student's output
+        ``net(x, t, r, cond)`` (with grad), ``v_diag`` the (possibly guided) diagonal target at
+        ``(x, t)``, for objectives that use it.
+        """
+        raise NotImplementedError
+
+    # -- driver ------------------------------------------------------------------------------
+    def sample_times(self, n, generator, device):
+        if not self.uses_off_diagonal:
+            t = self.pairs.time(n, generator, device)
+            return t, t.clone(), torch.ones(n, dtype=torch.bool, device=device)
+        return self.pairs(n, generator, device)
+
+    def forward(
+        self,
+        net,
+        batch: FlowBatch,
+        t: torch.Tensor | None = None,
+        r: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        teacher=None,
+    ) -> ObjectiveResult:
+        hr, device = batch.hr, batch.hr.device
+        n = hr.shape[0]
+        if t is None:
+            t, r, diag = self.sample_times(n, generator, device)
+        else:
+            # Diagonal-only objectives (fm) ignore r: u(x_t, t, t) is what they train.
+            r = t.clone() if r is None or not self.uses_off_diagonal else r
+            diag = r == t
+        t, r = t.to(device=device, dtype=hr.dtype), r.to(device=device, dtype=hr.dtype)
+        teacher = net if teacher is None else teacher
+        batch = self.guidance.prepare(batch, generator)
+        cond = batch.cond
+
+        x = self.path.sample(batch.hr, batch.src, t, batch.noise, generator)
+        v_emp = self.path.velocity(batch.hr, batch.src)
+        with torch.no_grad():
+            v_target = self.guidance.diagonal_target(teacher, x, t, cond, v_emp)
+
+        u = net(x, t, r, cond)
+        per_sample = torch.zeros(n, device=device, dtype=u.dtype)
+        logs: dict[str, float] = {}
+        off = ~diag
+        if diag.any():
+            per_sample = per_sample.index_put(
+                (diag.nonzero().squeeze(1),), squared_error(u[diag], v_target[diag])
+            )
+            logs["loss_diag"] = float(per_sample[diag].mean().detach())
+        if off.any():
+            sub = None if cond is None else cond.index(off)
+            student, target = self.off_diagonal_target(
+                net, teacher, x[off], t[off], r[off], sub, u[off], v_target[off]
+            )
+            err = squared_error(student, target.detach())
+            per_sample = per_sample.index_put((off.nonzero().squeeze(1),), err)
+            logs["loss_off"] = float(err.mean().detach())
+        raw = per_sample
+        if self.weighting is not None:
+            w = self.weighting(t, r)
+            per_sample = torch.exp(-w) * raw + w
+        loss = per_sample.mean()
+        logs["loss"] = float(loss.detach())
+        logs["mse"] = float(raw.mean().detach())
+        return ObjectiveResult(loss=loss, per_sample=raw.detach(), logs=logs)

@@ -1,0 +1,5 @@
+"""Analytic flows for checking objectives, solvers and JVPs against closed-form answers."""
+
+from flowmapsr.testing.gaussian import GaussianFlow, GuidedGaussianFlow
+
+__all__ = ["GaussianFlow", "GuidedGaussianFlow"]
