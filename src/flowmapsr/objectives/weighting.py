@@ -13,10 +13,18 @@ from torch import nn
 
 
 class LearnedWeighting(nn.Module):
-    """A small MLP ``w(t, r)``: ``(B,), (B,) → (B,)`` log-variance, zero at initialisation."""
+    """A small MLP ``w(t, r)``: ``(B,), (B,) → (B,)`` log-variance, zero at initialisation.
 
-    def __init__(self, hidden: int = 64, frequencies: int = 8):
+    ``bound`` limits ``|w|`` softly (``w = bound·tanh(raw / bound)``); 0 disables the bound.
+    Why a bound: the diagonal term's target ``src − hr`` has an irreducible variance, while the
+    self-distillation terms can reach ~0, so the unbounded optimum ``w = log ℓ`` gives
+    off-diagonal samples weights 10³–10⁴ times the diagonal's; the network then forgets the
+    velocity and training diverges (measured on the 2-D benchmark, see benchmarks/toy2d.py).
+    """
+
+    def __init__(self, hidden: int = 64, frequencies: int = 8, bound: float = 1.0):
         super().__init__()
+        self.bound = bound
         self.register_buffer(
             "freqs", math.pi * torch.arange(1, frequencies + 1, dtype=torch.float32)
         )
@@ -36,4 +44,7 @@ class LearnedWeighting(nn.Module):
         tr = torch.stack([t, r], dim=1).to(self.freqs.dtype)
         ang = tr.unsqueeze(-1) * self.freqs  # (B, 2, F)
         feats = torch.cat([tr, ang.sin().flatten(1), ang.cos().flatten(1)], dim=1)
-        return self.net(feats).squeeze(1).to(t.dtype)
+        w = self.net(feats).squeeze(1)
+        if self.bound > 0:
+            w = self.bound * torch.tanh(w / self.bound)
+        return w.to(t.dtype)
