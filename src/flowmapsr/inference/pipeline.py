@@ -4,6 +4,10 @@ A pipeline folder holds ``config.json`` (the :class:`PipelineConfig`: backbone c
 config, inference defaults, provenance) and ``model.safetensors`` (backbone weights), plus
 ``lora.safetensors`` when LoRA adapters were trained. Weights are loaded with safetensors only.
 ``SRPipeline.from_pretrained(None)`` loads the model built into the package.
+
+Scales: the network never sees the scale factor. An integer scale the model was trained for
+(``config.scales``) runs directly; any other factor ≥ 1 runs at the smallest trained scale above
+it (or the largest one) and the result is resized with bicubic to ``round(h·scale)``.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from pathlib import Path
 import torch
 
 from flowmapsr.config import from_dict, to_dict
-from flowmapsr.convert import model_to_unit, unit_to_model
+from flowmapsr.convert import unit_to_model
 from flowmapsr.flowmap import PROMPT_POS, Condition
 from flowmapsr.inference.solvers import flowmap_solve, time_grid
+from flowmapsr.inference.tiling import upscale_tiled
 from flowmapsr.nets import build_net
 from flowmapsr.nets.lora import (
     LoRAConfig,
@@ -29,7 +34,7 @@ from flowmapsr.nets.lora import (
     lora_state_dict,
     set_lora_scale,
 )
-from flowmapsr.resize import upsample_source
+from flowmapsr.resize import imresize, upsample_source
 
 CONFIG_NAME, WEIGHTS_NAME, LORA_NAME = "config.json", "model.safetensors", "lora.safetensors"
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "weights" / "default"
@@ -45,7 +50,24 @@ class PipelineConfig:
     guidance: float = 1.0  # default ω
     grid: str = "uniform"  # time grid kind (see solvers.time_grid)
     source_noise: float = 0.0  # σ of Gaussian noise added to the upsampled LR at t = 1
+    border_pad: int = 32  # HR pixels of reflect padding around the image at inference (tiling.py)
     info: dict = field(default_factory=dict)  # provenance: recipe, steps, data, wall time …
+
+
+def model_scale_for(scale: float, scales: list[int] | tuple[int, ...]) -> int:
+    """The integer scale the network runs at for a requested factor (see module docstring)."""
+    if not scale >= 1:
+        raise ValueError(f"scale must be ≥ 1, got {scale}")
+    trained = sorted(int(s) for s in scales) or [4]
+    if float(scale).is_integer() and int(scale) in trained:
+        return int(scale)
+    above = [s for s in trained if s >= scale]
+    return above[0] if above else trained[-1]
+
+
+def output_size(h: int, w: int, scale: float) -> tuple[int, int]:
+    """``(round(h·scale), round(w·scale))``, at least 1 pixel each."""
+    return max(1, int(round(h * scale))), max(1, int(round(w * scale)))
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -136,6 +158,14 @@ class SRPipeline:
     def dtype(self) -> torch.dtype:
         return next(self.net.parameters()).dtype
 
+    @property
+    def size_multiple(self) -> int:
+        """HR sizes fed to the network must be multiples of this (the small net's unshuffle)."""
+        explicit = getattr(self.net, "size_multiple", None)
+        if explicit:
+            return int(explicit)
+        return int(getattr(getattr(self.net, "config", None), "unshuffle", 1) or 1)
+
     # -- running ---------------------------------------------------------------------------
     def set_lora_scale(self, scale: float | None) -> None:
         if has_lora(self.net):
@@ -184,20 +214,43 @@ class SRPipeline:
         guidance: float | None = None,
         lora_scale: float | None = None,
         seed: int = 0,
+        tile: int | None = None,
+        overlap: int | None = None,
+        color_fix: str = "none",
+        on_tile=None,
     ) -> torch.Tensor:
         """``(B, 3, h, w)`` LR in ``[0, 1]`` → ``(B, 3, round(h·s), round(w·s))`` in ``[0, 1]``.
 
-        The output size is padded internally to the backbone's multiple and cropped back.
+        ``tile``/``overlap``: tile size and overlap in LR pixels (None: one tile, i.e. untiled;
+        a tile covering the image gives exactly the untiled result). ``color_fix``: ``none``,
+        ``wavelet`` or ``adain`` against the upsampled LR. ``seed`` seeds the source noise
+        (drawn once for the whole image). ``on_tile(done, total)`` reports progress. The whole
+        output is returned as one float tensor; for bounded memory on huge images use
+        :func:`flowmapsr.inference.tiling.upscale_tiled` with a sink (the CLI does).
         """
         h, w = lr.shape[-2:]
-        out_h, out_w = int(round(h * scale)), int(round(w * scale))
-        mult = int(getattr(self.net, "size_multiple", 1))
-        pad_h, pad_w = (-out_h) % mult, (-out_w) % mult
-        src = self.make_source(lr.to(self.device, torch.float32), (out_h, out_w))
-        if pad_h or pad_w:
-            src = torch.nn.functional.pad(src, (0, pad_w, 0, pad_h), mode="reflect")
-        g = torch.Generator(device="cpu").manual_seed(int(seed))
-        noise = torch.randn(src.shape, generator=g) if self.config.source_noise > 0 else None
+        ms = model_scale_for(scale, self.config.scales)
+        out = torch.empty(lr.shape[0], 3, h * ms, w * ms)
+
+        def sink(y0: int, strip: torch.Tensor) -> None:
+            out[:, :, y0 : y0 + strip.shape[2]] = strip
+
         self.set_lora_scale(lora_scale)
-        out = self.sample(src, steps, guidance, noise)
-        return model_to_unit(out[..., :out_h, :out_w].float())
+        g = torch.Generator(device="cpu").manual_seed(int(seed))
+        upscale_tiled(
+            self,
+            lr,
+            ms,
+            sink,
+            steps=steps,
+            guidance=guidance,
+            generator=g,
+            tile=tile,
+            overlap=overlap,
+            color_fix=color_fix,
+            on_tile=on_tile,
+        )
+        size = output_size(h, w, scale)
+        if size != (h * ms, w * ms):
+            out = imresize(out, size=size).clamp_(0.0, 1.0)
+        return out

@@ -1,0 +1,63 @@
+"""``flowmapsr serve``: the upscaler as a local web page (Gradio), bound to localhost by default."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "serve",
+        help="serve the upscaler as a web page (Gradio)",
+        description="Serve a page to upload an image, set the knobs, compare and download.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--model", metavar="DIR", help="pipeline folder (default: built-in model)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="upload size limit (MB)")
+    p.add_argument("--queue-size", type=int, default=8, help="requests allowed to wait")
+    p.add_argument(
+        "--max-pixels", type=int, default=4_000_000, help="largest input accepted (pixels)"
+    )
+    return p
+
+
+def _err(msg: str) -> None:
+    print(f"flowmapsr serve: error: {msg}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.queue_size < 1 or args.max_upload_mb <= 0 or args.max_pixels < 1:
+        _err("--queue-size, --max-upload-mb and --max-pixels must be positive")
+        return 2
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        _err("needs gradio: pip install 'flowmapsr[serve]'")
+        return 2
+    from flowmapsr.inference.api import load_pipeline
+    from flowmapsr.inference.pipeline import BUILTIN_DIR
+    from flowmapsr.serve.app import build_app, launch
+
+    try:
+        pipe = load_pipeline(args.model, args.device, args.precision)
+    except FileNotFoundError as err:
+        if args.model is None:
+            _err(
+                f"no built-in model is installed ({BUILTIN_DIR} is missing); "
+                "pass --model DIR with a pipeline folder (config.json + model.safetensors)"
+            )
+        else:
+            _err(f"cannot load model: {err}")
+        return 2
+    except (ValueError, RuntimeError, OSError) as err:
+        _err(f"cannot load model from {args.model or BUILTIN_DIR}: {err}")
+        return 2
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"flowmapsr serve: note: listening on {args.host}, reachable from other machines")
+    app = build_app(pipe, max_pixels=args.max_pixels, queue_size=args.queue_size)
+    launch(app, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, block=True)
+    return 0

@@ -1,0 +1,1 @@
+"""The browser UI (``flowmapsr serve``): a Gradio page around an :class:`SRPipeline`."""
