@@ -10,6 +10,17 @@ import torch
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tests run torch single-threaded: their tensors are small, so OpenMP threads cost more than
+    they give, and on a shared 2-core machine they spin against other processes (measured 7×
+    slower with 2 threads for a small upscale)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def gen() -> torch.Generator:
     return torch.Generator().manual_seed(1234)

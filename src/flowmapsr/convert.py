@@ -26,7 +26,10 @@ def uint8_to_unit(a: np.ndarray) -> torch.Tensor:
     """``(H, W, C)`` or ``(H, W)`` uint8 array → ``(1, C, H, W)`` float32 in ``[0, 1]``."""
     if a.ndim == 2:
         a = a[:, :, None]
-    t = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float().div_(255.0)
+    a = np.ascontiguousarray(a)
+    if not a.flags.writeable:  # e.g. np.asarray(PIL image); torch wants writable memory
+        a = a.copy()
+    t = torch.from_numpy(a).permute(2, 0, 1).float().div_(255.0)
     return t.unsqueeze(0)
 
 
