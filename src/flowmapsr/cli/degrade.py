@@ -50,21 +50,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _atomic_write_bytes(path, data: bytes) -> None:
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def run(args) -> int:
     import io
     import json
@@ -75,6 +60,7 @@ def run(args) -> int:
     import torch
     from tqdm import tqdm
 
+    from flowmapsr.atomic import atomic_write_bytes
     from flowmapsr.config import ConfigError, to_dict
     from flowmapsr.convert import unit_to_pil
     from flowmapsr.data.datasets import ImageReadError, list_images, read_image
@@ -122,7 +108,7 @@ def run(args) -> int:
             lr, params = deg(hr, s, [g])
             buf = io.BytesIO()
             unit_to_pil(lr.cpu()).save(buf, format="PNG")
-            _atomic_write_bytes(target, buf.getvalue())
+            atomic_write_bytes(target, buf.getvalue())
         except (ImageReadError, OSError, ValueError, RuntimeError) as e:
             msg = str(e) if str(path) in str(e) else f"{path}: {e}"
             tqdm.write(f"error: {msg}", file=sys.stderr)
@@ -141,7 +127,7 @@ def run(args) -> int:
         "images": results,
         "failed": failed,
     }
-    _atomic_write_bytes(out_dir / "params.json", (json.dumps(summary, indent=1) + "\n").encode())
+    atomic_write_bytes(out_dir / "params.json", (json.dumps(summary, indent=1) + "\n").encode())
     print(
         f"degraded {len(results)} of {len(files)} images into {out_dir}"
         + (f"; {len(failed)} failed" if failed else ""),

@@ -38,23 +38,11 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         _err("needs gradio: pip install 'flowmapsr[serve]'")
         return 2
-    from flowmapsr.inference.api import load_pipeline
-    from flowmapsr.inference.pipeline import BUILTIN_DIR
+    from flowmapsr.cli.common import load_pipeline_or_none
     from flowmapsr.serve.app import build_app, launch
 
-    try:
-        pipe = load_pipeline(args.model, args.device, args.precision)
-    except FileNotFoundError as err:
-        if args.model is None:
-            _err(
-                f"no built-in model is installed ({BUILTIN_DIR} is missing); "
-                "pass --model DIR with a pipeline folder (config.json + model.safetensors)"
-            )
-        else:
-            _err(f"cannot load model: {err}")
-        return 2
-    except (ValueError, RuntimeError, OSError) as err:
-        _err(f"cannot load model from {args.model or BUILTIN_DIR}: {err}")
+    pipe = load_pipeline_or_none("serve", args.model, args.device, args.precision)
+    if pipe is None:
         return 2
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"flowmapsr serve: note: listening on {args.host}, reachable from other machines")

@@ -140,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from flowmapsr.inference.api import bf16_fast_on_cpu, load_pipeline, upscale_picture
+    from flowmapsr.cli.common import load_pipeline_or_none
+    from flowmapsr.inference.api import bf16_fast_on_cpu, upscale_picture
     from flowmapsr.inference.images import (
         DEFAULT_MAX_PIXELS,
         FORMATS,
@@ -149,22 +150,10 @@ def run(args: argparse.Namespace) -> int:
         read_image,
         write_image,
     )
-    from flowmapsr.inference.pipeline import BUILTIN_DIR
 
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
-    try:
-        pipe = load_pipeline(args.model, args.device, args.precision)
-    except FileNotFoundError as err:
-        if args.model is None:
-            _err(
-                f"no built-in model is installed ({BUILTIN_DIR} is missing); "
-                "pass --model DIR with a pipeline folder (config.json + model.safetensors)"
-            )
-        else:
-            _err(f"cannot load model: {err}")
-        return 2
-    except (ValueError, RuntimeError, OSError) as err:
-        _err(f"cannot load model from {args.model or BUILTIN_DIR}: {err}")
+    pipe = load_pipeline_or_none("upscale", args.model, args.device, args.precision)
+    if pipe is None:
         return 2
 
     if args.precision == "bf16" and pipe.device.type == "cpu" and not bf16_fast_on_cpu():

@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import tempfile
 import threading
 import warnings
 import zlib
@@ -27,6 +26,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from flowmapsr.atomic import atomic_write
+
 # Decompression-bomb guard: input pixels allowed by default (about an 8K × 6K photo).
 DEFAULT_MAX_PIXELS = 50_000_000
 FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
@@ -34,8 +35,6 @@ IMAGE_SUFFIXES = {
     ".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".tga", ".ppm", ".pgm",
 }  # fmt: skip
 _PIL_LIMIT_LOCK = threading.Lock()
-_UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it) and restored
-os.umask(_UMASK)
 _ORIENTATION = 0x0112
 
 
@@ -201,21 +200,6 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
 
 
 # -- writing ------------------------------------------------------------------------------------
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(file_object)`` on a temp file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -270,7 +254,7 @@ def write_image(
             else:
                 f.write(data)
 
-        _atomic_write(path, write)
+        atomic_write(path, write)
         return path
     im = picture_to_pil(pic, eight_bit=True)
     if fmt == "jpg" and im.mode not in ("RGB", "L"):
@@ -279,7 +263,7 @@ def write_image(
     if pic.icc:
         kwargs["icc_profile"] = pic.icc
     pil_format = "JPEG" if fmt == "jpg" else "WEBP"
-    _atomic_write(path, lambda f: im.save(f, format=pil_format, **kwargs))
+    atomic_write(path, lambda f: im.save(f, format=pil_format, **kwargs))
     return path
 
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from flowmapsr.atomic import atomic_write_bytes
 from flowmapsr.config import from_dict, to_dict
 from flowmapsr.convert import unit_to_model
 from flowmapsr.flowmap import PROMPT_POS, Condition
@@ -70,23 +70,11 @@ def output_size(h: int, w: int, scale: float) -> tuple[int, int]:
     return max(1, int(round(h * scale))), max(1, int(round(w * scale)))
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     from safetensors.torch import save
 
     data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
-    _atomic_write_bytes(path, data)
+    atomic_write_bytes(path, data)
 
 
 class SRPipeline:
@@ -143,7 +131,7 @@ class SRPipeline:
         else:
             _save_tensors(self.net.state_dict(), folder / WEIGHTS_NAME)
         text = json.dumps(to_dict(self.config), indent=2, sort_keys=True) + "\n"
-        _atomic_write_bytes(folder / CONFIG_NAME, text.encode("utf-8"))
+        atomic_write_bytes(folder / CONFIG_NAME, text.encode("utf-8"))
         return folder
 
     def to(self, device=None, dtype=None) -> SRPipeline:

@@ -1,0 +1,28 @@
+"""Pieces the command modules share: loading a pipeline with a one-line error."""
+
+from __future__ import annotations
+
+import sys
+
+
+def load_pipeline_or_none(command: str, model, device: str, precision: str):
+    """The pipeline at ``model`` (None: the built-in one), or None after a one-line error."""
+    from flowmapsr.inference.api import load_pipeline
+    from flowmapsr.inference.pipeline import BUILTIN_DIR
+
+    def err(msg: str) -> None:
+        print(f"flowmapsr {command}: error: {msg}", file=sys.stderr)
+
+    try:
+        return load_pipeline(model, device, precision)
+    except FileNotFoundError as exc:
+        if model is None:
+            err(
+                f"no built-in model is installed ({BUILTIN_DIR} is missing); "
+                "pass --model DIR with a pipeline folder (config.json + model.safetensors)"
+            )
+        else:
+            err(f"cannot load model: {exc}")
+    except (ValueError, RuntimeError, OSError) as exc:
+        err(f"cannot load model from {model or BUILTIN_DIR}: {exc}")
+    return None
