@@ -1,0 +1,57 @@
+"""Report pieces: table, plots, crop choice and grid."""
+
+from __future__ import annotations
+
+import torch
+
+from flowmapsr.metrics.report import crop_grid, make_plots, markdown_table, pick_crop
+
+
+def _results():
+    def entry(kind, nfe, psnr, niqe, spm):
+        return {
+            "kind": kind,
+            "nfe": nfe,
+            "metrics": {"psnr": psnr, "ssim": 0.7, "niqe": niqe},
+            "sec_per_mp": spm,
+            "peak_rss_mb": 500.0,
+        }
+
+    return {
+        "settings": {"lr": "x"},
+        "methods": {
+            "bicubic": entry("bicubic", 0, 25.0, 9.0, 0.05),
+            "flowmapsr:steps=1": entry("flowmapsr", 1, 26.0, 6.0, 0.5),
+            "flowmapsr:steps=2": entry("flowmapsr", 2, 25.5, 5.0, 1.0),
+        },
+    }
+
+
+def test_markdown_table_rows_and_arrows():
+    table = markdown_table(_results())
+    lines = table.strip().splitlines()
+    assert lines[0].startswith("| method | NFE | PSNR ↑ | SSIM ↑ | NIQE ↓ |")
+    assert len(lines) == 2 + 3
+    assert (
+        "| `flowmapsr:steps=2` | 2 | 25.50 | 0.7000 | 5.00 | 1.000 | 500 |" in table
+    )  # no CPU column
+
+
+def test_plots_are_written(tmp_path):
+    names = make_plots(_results(), tmp_path, report=lambda m: None)
+    assert set(names) == {"quality_vs_nfe.png", "quality_vs_time.png", "perception_distortion.png"}
+    for n in names:
+        assert (tmp_path / n).stat().st_size > 1000
+
+
+def test_pick_crop_finds_the_textured_corner(gen):
+    img = torch.full((1, 3, 64, 64), 0.5)
+    img[..., 40:, 40:] = torch.rand(1, 3, 24, 24, generator=gen)
+    top, left, size = pick_crop(img, 16)
+    assert size == 16 and top >= 36 and left >= 36
+
+
+def test_crop_grid_layout(gen):
+    cells = [("a", torch.rand(1, 3, 8, 8, generator=gen)), ("b", torch.rand(1, 3, 32, 32))]
+    grid = crop_grid([("img1", cells), ("img2", cells)], cell=64)
+    assert grid.size == (2 * (64 + 4) + 4, 18 + 2 * (64 + 18 + 4) + 4)
