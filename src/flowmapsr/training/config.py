@@ -1,0 +1,119 @@
+"""Typed configuration of a training run (one stage of a recipe).
+
+Each section configures one component: :class:`DataConfig` the batch stream,
+:class:`OptimConfig` the optimiser/scheduler/EMA, :class:`ValidationConfig` the periodic bench
+check, :class:`CheckpointConfig` the checkpoints, :class:`AdversarialConfig` the RpGAN + LoRA
+stage. The backbone (:class:`~flowmapsr.nets.small.SmallNetConfig`) and the objective
+(:class:`~flowmapsr.objectives.base.ObjectiveConfig`) keep their configs beside their code.
+Presets are YAML files over these defaults (``flowmapsr/configs``); overrides are strict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from flowmapsr.nets.discriminator import DiscriminatorConfig
+from flowmapsr.nets.lora import LoRAConfig
+from flowmapsr.nets.small import SmallNetConfig
+from flowmapsr.objectives.base import ObjectiveConfig
+from flowmapsr.objectives.perceptual import PerceptualConfig
+
+
+@dataclass
+class DataConfig:
+    # synthetic: procedural images made from the seed (tests, smoke runs, fresh clones);
+    # folders: HR image folders under ``roots`` (relative paths resolve against the current dir)
+    kind: Literal["synthetic", "folders"] = "synthetic"
+    roots: list[str] = field(default_factory=list)
+    crop_size: int = 128  # HR crop side; a multiple of every scale × the net's unshuffle
+    batch_size: int = 8  # per process, per micro-batch
+    scales: list[int] = field(default_factory=lambda: [4])  # one drawn per batch
+    degradation: str = "bicubic"  # preset of flowmapsr.data.degradations (realesrgan|mild|bicubic)
+    negatives: bool = False  # build hr_neg (mildly re-degraded HR) for guidance
+    source_noise: float = 0.0  # σ of Gaussian noise on the path's source (cond.source stays clean)
+    synthetic_count: int = 512  # images in the synthetic set
+    augment: bool = True
+    num_workers: int = 0  # DataLoader workers (0: load in the training process)
+    seed: int = 0
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    schedule: Literal["constant", "cosine"] = "constant"  # after warm-up
+    min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
+    grad_clip: float = 1.0  # max global grad norm (0 = off)
+    ema_decay: float = 0.999
+
+
+@dataclass
+class ValidationConfig:
+    every: int = 500  # optimizer steps between validations (0 = only at the end)
+    hr_dir: str = ""  # HR bench folder ("" = synthetic images)
+    lr_dir: str = ""  # matching LR folder (same file names); "" = bicubic LR from the HR
+    count: int = 4  # images
+    crop: int = 256  # centre HR crop side (multiple of scale × unshuffle)
+    scale: int = 4
+    steps: list[int] = field(default_factory=lambda: [1, 2])  # NFE values evaluated
+    guidance: list[float] = field(default_factory=lambda: [1.0])  # ω values evaluated
+    lora_scales: list[float] = field(default_factory=lambda: [1.0])  # adversarial stage only
+    grid: bool = True  # write a sample grid PNG
+    niqe: bool = False  # also NIQE (no-reference) of every setting, via flowmapsr.metrics
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 500  # optimizer steps between checkpoints (0 = only at the end)
+    keep: int = 2  # most recent checkpoints kept
+
+
+@dataclass
+class AdversarialConfig:
+    """Stage 4: RpGAN + R1/R2 on a small discriminator, LoRA on the generator."""
+
+    enabled: bool = False
+    disc: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    gamma: float = 1.0  # R1/R2 weight: γ/2·(R1 + R2)
+    weight: float = 0.05  # generator adversarial-loss weight
+    anchor_weight: float = 1.0  # self-distillation anchor (the stage's objective)
+    nfe: list[int] = field(default_factory=lambda: [1])  # generator output X(src; 1 → 0) NFE(s)
+    omega: float = 1.0  # guidance scale of the adversarial sample
+    disc_lr: float = 2e-4
+    disc_betas: list[float] = field(default_factory=lambda: [0.0, 0.99])
+    perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
+
+
+@dataclass
+class ExportConfig:
+    steps: int = 1  # default NFE stored in the pipeline
+    guidance: float = 1.0  # default ω stored in the pipeline
+    lora_scale: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    name: str = "run"
+    output_dir: str = "runs/run"
+    init_from: str = ""  # pipeline folder to start from ("" = fresh weights); its net wins
+    resume: str = "auto"  # auto (latest checkpoint in output_dir) | none | a checkpoint folder
+    max_steps: int = 1000  # optimizer steps
+    max_minutes: float = 0.0  # also stop (checkpoint + export) after this much wall time; 0 = off
+    grad_accum: int = 1
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU
+    seed: int = 0
+    log_every: int = 10
+    progress: Literal["tqdm", "rich", "none"] = "tqdm"
+    tensorboard: bool = True
+    net: SmallNetConfig = field(default_factory=SmallNetConfig)
+    objective: ObjectiveConfig = field(default_factory=lambda: ObjectiveConfig(name="fm"))
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)

@@ -1,0 +1,287 @@
+"""The training batch stream: HR crops → (degraded LR, SR source, negatives) on the device.
+
+Where the data come from: ``kind: folders`` reads HR folders through
+``flowmapsr.data.datasets.HRFolderDataset``; ``kind: synthetic`` makes procedural images
+(gradients, gratings, discs, noise textures) from the seed, so tests and smoke runs need no files.
+Degradations run batched on the training device through ``flowmapsr.data.degradations``
+(``Degradation.from_preset``); when that package is not installed the ``bicubic`` preset falls
+back to MATLAB-bicubic downscaling (``flowmapsr.resize.imresize``) and negatives to a blur made
+by bicubic down/up-sampling — the trainer logs which one is used.
+
+Exact resumption: the order is a seeded permutation per epoch (:class:`ResumableBatchSampler`),
+its position is counted in *consumed* batches (workers may prefetch ahead) and saved in the
+checkpoint; every per-sample random draw of a degradation comes from a generator seeded by
+``(seed, epoch, index)``, so a batch is a pure function of ``(seed, epoch, indices)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from flowmapsr.convert import unit_to_model
+from flowmapsr.resize import imresize, upsample_source
+from flowmapsr.training.config import DataConfig
+
+
+def mix_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (splitmix64-style mixing), stable across runs and platforms."""
+    h = 0x9E3779B97F4A7C15
+    for p in parts:
+        h = (h ^ (int(p) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        h ^= h >> 31
+    return h & 0x7FFFFFFFFFFFFFFF
+
+
+def make_generator(*parts: int, device="cpu") -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(mix_seed(*parts))
+
+
+# -- datasets ---------------------------------------------------------------------------------
+class SyntheticHRDataset(Dataset):
+    """Procedural HR images ``(3, c, c)`` in ``[0, 1]``, a pure function of ``(seed, index)``.
+
+    Each image sums a colour gradient, a few oriented sinusoidal gratings (fine detail that
+    bicubic downscaling removes), soft discs and a little smoothed noise, so SR has something
+    to learn. ``set_epoch`` is accepted for interface parity; the images do not change with it.
+    """
+
+    def __init__(self, count: int, crop_size: int, seed: int = 0):
+        self.count, self.size, self.seed = count, crop_size, seed
+
+    def __len__(self) -> int:
+        return self.count
+
+    def set_epoch(self, epoch: int) -> None:
+        pass
+
+    def __getitem__(self, index: int) -> dict:
+        g = make_generator(self.seed, 7919, index)
+        n = self.size
+        yy, xx = torch.meshgrid(torch.linspace(0, 1, n), torch.linspace(0, 1, n), indexing="ij")
+        c0, c1 = torch.rand(3, 1, 1, generator=g), torch.rand(3, 1, 1, generator=g)
+        a = torch.rand(1, generator=g) * 2 * math.pi
+        ramp = (torch.cos(a) * xx + torch.sin(a) * yy).clamp(0, 1)
+        img = c0 * (1 - ramp) + c1 * ramp
+        for _ in range(3):
+            th = torch.rand(1, generator=g) * math.pi
+            freq = 4 + 60 * torch.rand(1, generator=g)
+            amp = 0.15 * torch.rand(3, 1, 1, generator=g)
+            img = img + amp * torch.sin(
+                2 * math.pi * freq * (torch.cos(th) * xx + torch.sin(th) * yy)
+            )
+        for _ in range(4):
+            cy, cx = torch.rand(2, generator=g)
+            rad = 0.05 + 0.2 * torch.rand(1, generator=g)
+            mask = torch.sigmoid((rad - ((yy - cy) ** 2 + (xx - cx) ** 2).sqrt()) * 200)
+            img = img * (1 - mask) + torch.rand(3, 1, 1, generator=g) * mask
+        noise = torch.rand(3, n // 4, n // 4, generator=g) - 0.5
+        img = (
+            img
+            + 0.1
+            * torch.nn.functional.interpolate(
+                noise[None], size=(n, n), mode="bilinear", align_corners=False
+            )[0]
+        )
+        return {"hr": img.clamp(0, 1), "path": f"synthetic:{index}"}
+
+
+def build_dataset(config: DataConfig):
+    """The HR dataset named by ``config.kind``; folder roots resolve against the current dir."""
+    if config.kind == "synthetic":
+        return SyntheticHRDataset(config.synthetic_count, config.crop_size, config.seed)
+    if config.kind != "folders":
+        raise ValueError(f"data.kind '{config.kind}' is not one of synthetic, folders")
+    if not config.roots:
+        raise ValueError("data.kind=folders needs data.roots (one or more HR image folders)")
+    roots = [Path(r).expanduser().resolve() for r in config.roots]
+    missing = [str(r) for r in roots if not r.is_dir()]
+    if missing:
+        raise FileNotFoundError(f"data.roots: folder(s) not found: {', '.join(missing)}")
+    try:
+        from flowmapsr.data.datasets import HRFolderDataset
+    except ImportError as err:
+        raise ImportError(
+            f"data.kind=folders needs flowmapsr.data.datasets.HRFolderDataset ({err})"
+        ) from None
+    return HRFolderDataset(
+        [str(r) for r in roots], config.crop_size, augment=config.augment, seed=config.seed
+    )
+
+
+# -- order ------------------------------------------------------------------------------------
+class ResumableBatchSampler(Sampler):
+    """Batches of indices over a seeded permutation per epoch, resumable at any batch.
+
+    World-aware: each global batch of ``batch_size · world`` indices is cut into per-process
+    slices. ``start(epoch, batch)`` sets where the next ``__iter__`` begins; it runs forever,
+    advancing epochs (dropping the last incomplete global batch).
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        self.n, self.bs, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
+        self.per_epoch = n // (batch_size * world)
+        if self.per_epoch < 1:
+            raise ValueError(
+                f"dataset of {n} images is smaller than one global batch ({batch_size}×{world})"
+            )
+        self.epoch, self.batch = 0, 0
+
+    def start(self, epoch: int, batch: int) -> None:
+        self.epoch, self.batch = epoch, batch
+
+    def order(self, epoch: int) -> torch.Tensor:
+        return torch.randperm(self.n, generator=make_generator(self.seed, 104729, epoch))
+
+    def __iter__(self):
+        epoch, batch = self.epoch, self.batch
+        while True:
+            perm = self.order(epoch)
+            for b in range(batch, self.per_epoch):
+                lo = (b * self.world + self.rank) * self.bs
+                yield [(epoch, int(i)) for i in perm[lo : lo + self.bs]]
+            epoch, batch = epoch + 1, 0
+
+    def __len__(self) -> int:  # per epoch
+        return self.per_epoch
+
+
+class _EpochIndexed(Dataset):
+    """Wraps a dataset so items are fetched by ``(epoch, index)`` (crops may depend on epoch)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        self._epoch = None
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        epoch, index = key
+        if epoch != self._epoch and hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+            self._epoch = epoch
+        item = self.dataset[index]
+        return {"hr": item["hr"], "epoch": epoch, "index": index}
+
+
+def _collate(items):
+    return {
+        "hr": torch.stack([it["hr"] for it in items]),
+        "epoch": [it["epoch"] for it in items],
+        "index": [it["index"] for it in items],
+    }
+
+
+# -- degradation ------------------------------------------------------------------------------
+class _FallbackBicubic:
+    """MATLAB-bicubic downscaling: what ``Degradation.from_preset('bicubic')`` does."""
+
+    def __call__(self, hr, scale, generators):
+        return imresize(hr, scale=1.0 / scale), {}
+
+
+def _fallback_negative(hr, generators):
+    """Over-smoothed HR: bicubic down by 2 and back up (a mild low-quality target)."""
+    h, w = hr.shape[-2:]
+    return imresize(imresize(hr, scale=0.5), size=(h, w)).clamp(0, 1)
+
+
+def build_degradation(config: DataConfig):
+    """``(degrade, make_negative, description)`` for the config; see the module docstring."""
+    try:
+        from flowmapsr.data.degradations import Degradation, make_negative
+    except ImportError:
+        if config.degradation != "bicubic":
+            raise ImportError(
+                f"data.degradation={config.degradation!r} needs flowmapsr.data.degradations, "
+                "which is not installed; use data.degradation=bicubic"
+            ) from None
+        return (
+            _FallbackBicubic(),
+            _fallback_negative,
+            "bicubic (built-in fallback: flowmapsr.data.degradations not installed)",
+        )
+    return (
+        Degradation.from_preset(config.degradation),
+        make_negative,
+        f"{config.degradation} (flowmapsr.data.degradations)",
+    )
+
+
+@dataclass
+class TrainBatch:
+    """hr, src, hr_neg: ``(B, 3, H, W)`` in ``[-1, 1]``; src is the clean bicubic source."""
+
+    hr: torch.Tensor
+    src: torch.Tensor
+    hr_neg: torch.Tensor | None
+    scale: int
+
+
+class BatchStream:
+    """Iterates :class:`TrainBatch` es; ``state()``/``load_state()`` give exact resumption."""
+
+    def __init__(self, config: DataConfig, device, rank: int = 0, world: int = 1):
+        self.config, self.device = config, torch.device(device)
+        for s in config.scales:
+            if config.crop_size % s:
+                raise ValueError(
+                    f"data.crop_size={config.crop_size} is not a multiple of scale {s}"
+                )
+        self.dataset = build_dataset(config)
+        self.sampler = ResumableBatchSampler(
+            len(self.dataset), config.batch_size, config.seed, rank, world
+        )
+        self.degrade, self.negative, self.description = build_degradation(config)
+        self.consumed_epoch, self.consumed_batch = 0, 0
+        self._iter = None
+
+    def state(self) -> dict:
+        return {"epoch": self.consumed_epoch, "batch": self.consumed_batch}
+
+    def load_state(self, state: dict) -> None:
+        self.consumed_epoch, self.consumed_batch = int(state["epoch"]), int(state["batch"])
+        self._iter = None
+
+    def _loader(self):
+        self.sampler.start(self.consumed_epoch, self.consumed_batch)
+        loader = DataLoader(
+            _EpochIndexed(self.dataset),
+            batch_sampler=self.sampler,
+            collate_fn=_collate,
+            num_workers=self.config.num_workers,
+            persistent_workers=False,
+        )
+        return iter(loader)
+
+    def next(self, scale_gen: torch.Generator) -> TrainBatch:
+        """The next batch; the scale is drawn from ``scale_gen`` (one per batch, CPU generator)."""
+        if self._iter is None:
+            self._iter = self._loader()
+        raw = next(self._iter)
+        self.consumed_batch += 1
+        if self.consumed_batch >= self.sampler.per_epoch:
+            self.consumed_epoch, self.consumed_batch = self.consumed_epoch + 1, 0
+        c = self.config
+        scale = int(c.scales[int(torch.randint(len(c.scales), (1,), generator=scale_gen))])
+        hr = raw["hr"].to(self.device, torch.float32)
+        gens = [
+            make_generator(c.seed, 31, e, i, device=self.device)
+            for e, i in zip(raw["epoch"], raw["index"])
+        ]
+        lr, _ = self.degrade(hr, scale, gens)
+        lr = lr.clamp(0, 1)
+        src = upsample_source(lr, tuple(hr.shape[-2:]))
+        hr_neg = None
+        if c.negatives:
+            neg_gens = [
+                make_generator(c.seed, 37, e, i, device=self.device)
+                for e, i in zip(raw["epoch"], raw["index"])
+            ]
+            hr_neg = unit_to_model(self.negative(hr, neg_gens).clamp(0, 1))
+        return TrainBatch(unit_to_model(hr), unit_to_model(src), hr_neg, scale)

@@ -1,0 +1,117 @@
+"""Recipes: chained training stages, each starting from the previous stage's export.
+
+``run_recipe('flowmapsr-smoke', 'out/')`` trains every stage into ``out/<stage>/`` (checkpoints,
+logs, ``export/``) with ``init_from`` set to the previous stage's export, then copies the last
+export to ``out/final`` (atomically). A stage whose export already records its final step is
+skipped, so re-running an interrupted recipe resumes where it stopped (and the stage in progress
+resumes from its last checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+from flowmapsr.config import ConfigError, apply_overrides, from_dict
+from flowmapsr.training.config import TrainConfig
+from flowmapsr.training.presets import _merge, preset_dict, recipe_dict
+
+
+def stage_configs(
+    recipe: str,
+    output: str | Path,
+    overrides: list[str] | None = None,
+    stage_overrides: dict[str, list[str]] | None = None,
+) -> list[TrainConfig]:
+    """The resolved config of every stage: preset ← recipe overrides ← CLI overrides ← chaining.
+
+    ``overrides`` apply to every stage; ``stage_overrides[name]`` to one stage.
+    """
+    data = recipe_dict(recipe)
+    out = Path(output)
+    names = [st["name"] for st in data["stages"]]
+    for name in stage_overrides or {}:
+        if name not in names:
+            raise ConfigError(f"recipe '{recipe}' has no stage '{name}'; stages: {names}")
+    configs, prev = [], None
+    for st in data["stages"]:
+        merged = _merge(preset_dict(st["preset"]), st.get("overrides") or {})
+        try:
+            cfg = from_dict(TrainConfig, merged)
+        except ConfigError as err:
+            raise ConfigError(f"recipe '{recipe}', stage '{st['name']}': {err}") from None
+        cfg = apply_overrides(
+            cfg, list(overrides or []) + list((stage_overrides or {}).get(st["name"], []))
+        )
+        cfg = replace(
+            cfg,
+            name=st["name"],
+            output_dir=str(out / st["name"]),
+            init_from=str(prev) if prev is not None else cfg.init_from,
+        )
+        configs.append(cfg)
+        prev = out / st["name"] / "export"
+    return configs
+
+
+def stage_done(cfg: TrainConfig) -> bool:
+    meta = Path(cfg.output_dir) / "export" / "config.json"
+    if not meta.is_file():
+        return False
+    try:
+        info = json.loads(meta.read_text(encoding="utf-8")).get("info", {})
+    except json.JSONDecodeError:
+        return False
+    if info.get("stage") != cfg.name:
+        return False
+    # A stage stopped by its wall-time budget is done too (its export says how far it got).
+    return info.get("step") == cfg.max_steps or (
+        cfg.max_minutes > 0 and info.get("max_minutes") == cfg.max_minutes
+    )
+
+
+def copy_export(src: Path, dst: Path) -> Path:
+    """Copy a pipeline folder to ``dst`` so that ``dst`` appears complete or not at all."""
+    tmp = dst.parent / f".{dst.name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(src, tmp)
+    if dst.exists():
+        shutil.rmtree(dst)
+    os.replace(tmp, dst)
+    return dst
+
+
+def run_recipe(
+    recipe: str,
+    output: str | Path,
+    overrides: list[str] | None = None,
+    stage_overrides: dict[str, list[str]] | None = None,
+    is_main: bool = True,
+) -> Path:
+    """Train every stage in order; returns ``output/final``."""
+    from flowmapsr.training.trainer import train
+
+    configs = stage_configs(recipe, output, overrides, stage_overrides)
+    export = None
+    for i, cfg in enumerate(configs):
+        export = Path(cfg.output_dir) / "export"
+        if stage_done(cfg):
+            if is_main:
+                print(
+                    f"flowmapsr recipe: stage {i + 1}/{len(configs)} '{cfg.name}' already "
+                    f"done ({export})",
+                    flush=True,
+                )
+            continue
+        if is_main:
+            print(f"flowmapsr recipe: stage {i + 1}/{len(configs)} '{cfg.name}'", flush=True)
+        export = train(cfg)
+    final = Path(output) / "final"
+    if is_main:
+        copy_export(export, final)
+        print(f"flowmapsr recipe: final export {final}", flush=True)
+    return final

@@ -1,0 +1,517 @@
+"""The Accelerate trainer: one straight-line loop for every stage of the FlowMapSR recipe.
+
+One optimizer step = ``grad_accum`` micro-batches (DDP gradient sync only on the last one),
+gradient clipping, an optimizer/scheduler step, an EMA update. Stages 1–3 minimise the
+configured objective (fm / shortcut / lagrangian / eulerian, guidance on or off); with
+``adversarial.enabled`` the generator's LoRA adapters minimise
+``anchor_weight·objective + weight·RpGAN_G(X(src; 1 → 0)) [+ perceptual]`` and a small
+discriminator minimises RpGAN + γ/2·(R1 + R2) on the same batch.
+
+Runs on the CPU, one GPU or many (``accelerate launch``; DDP, or FSDP through an accelerate
+config file), bf16 autocast on GPUs (``mixed_precision: auto``). The EMA network is the teacher
+of the self-distillation targets and the network that is validated and exported.
+Everything random in a step comes from per-process generators whose states are checkpointed
+(see :mod:`flowmapsr.training.checkpoint`), so a resumed run repeats the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from flowmapsr.config import from_dict, save_json, to_dict
+from flowmapsr.flowmap import PROMPT_POS, Condition
+from flowmapsr.inference.pipeline import PipelineConfig, SRPipeline
+from flowmapsr.inference.solvers import time_grid
+from flowmapsr.nets import build_net
+from flowmapsr.nets.discriminator import Discriminator
+from flowmapsr.nets.lora import attach_lora, has_lora
+from flowmapsr.nets.small import SmallNetConfig
+from flowmapsr.objectives import FlowBatch, build_objective
+from flowmapsr.objectives.adversarial import discriminator_step_loss, generator_step_loss
+from flowmapsr.objectives.perceptual import build_perceptual
+from flowmapsr.paths.bridge import broadcast_time
+from flowmapsr.training import checkpoint as ckpt
+from flowmapsr.training.config import TrainConfig
+from flowmapsr.training.data import BatchStream, TrainBatch, mix_seed
+from flowmapsr.training.ema import EMA
+from flowmapsr.training.runlog import CSVLog, Progress, TensorBoardLog
+from flowmapsr.training.validation import load_validation_set, run_validation
+
+
+class Float32Output(nn.Module):
+    """Runs a network and returns its output in float32.
+
+    Under bf16 autocast the network computes in bf16, but the objectives mix its output with
+    float32 targets; casting at the boundary keeps the loss arithmetic in float32.
+    """
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, *args, **kwargs):
+        return self.net(*args, **kwargs).float()
+
+
+class TrainStep(nn.Module):
+    """Network + objective (+ discriminator, perceptual term) behind one ``forward``.
+
+    DDP needs every gradient-carrying network call inside one forward of the wrapped module;
+    the objective calls the network several times (targets, shortcut halves), so the wrapper
+    is what DDP wraps. ``mode='g'``: generator loss; ``mode='d'``: discriminator loss.
+    """
+
+    def __init__(self, net, objective, config: TrainConfig, disc=None, perceptual=None):
+        super().__init__()
+        self.net, self.objective, self.disc, self.perceptual = net, objective, disc, perceptual
+        self.config = config
+
+    def one_step_sample(self, src_path, src_clean, nfe: int) -> torch.Tensor:
+        """``X(src; 1 → 0)`` with ``nfe`` jumps, with gradients (the adversarial sample)."""
+        n = src_path.shape[0]
+        cond = Condition(
+            prompt=torch.full((n,), PROMPT_POS, dtype=torch.long, device=src_path.device),
+            omega=torch.full(
+                (n,), self.config.adversarial.omega, device=src_path.device, dtype=src_path.dtype
+            ),
+            source=src_clean,
+        )
+        grid = time_grid(nfe, device=src_path.device)
+        x = src_path
+        for i in range(nfe):
+            t = grid[i].to(x.dtype).expand(n)
+            r = grid[i + 1].to(x.dtype).expand(n)
+            x = x - broadcast_time(t - r, x) * self.net(x, t, r, cond).to(x.dtype)
+        return x
+
+    def forward(
+        self,
+        mode: str,
+        batch: FlowBatch,
+        generator,
+        teacher,
+        nfe: int = 1,
+        fake: torch.Tensor | None = None,
+    ):
+        adv = self.config.adversarial
+        if mode == "d":
+            res = discriminator_step_loss(self.disc, batch.hr, fake, batch.cond.source, adv.gamma)
+            return res.loss, res.logs, None
+        autocast = torch.is_autocast_enabled(batch.hr.device.type)
+        net = Float32Output(self.net) if autocast else self.net
+        teacher = Float32Output(teacher) if autocast and teacher is not None else teacher
+        res = self.objective(net, batch, generator=generator, teacher=teacher)
+        loss, logs = res.loss, dict(res.logs)
+        fake_out = None
+        if adv.enabled:
+            loss = adv.anchor_weight * loss
+            logs["anchor"] = logs.pop("loss")
+            fake_out = self.one_step_sample(batch.src, batch.cond.source, nfe)
+            g = generator_step_loss(self.disc, batch.hr, fake_out, batch.cond.source)
+            loss = loss + adv.weight * g.loss
+            logs.update(g.logs)
+            if self.perceptual is not None:
+                p = self.perceptual(fake_out.float(), batch.hr.float()).mean()
+                loss = loss + adv.perceptual.weight * p
+                logs["perceptual"] = float(p.detach())
+            logs["loss"] = float(loss.detach())
+        return loss, logs, fake_out
+
+
+def _lr_lambda(config: TrainConfig):
+    o = config.optim
+
+    def f(step: int) -> float:
+        if o.warmup_steps > 0 and step < o.warmup_steps:
+            return (step + 1) / o.warmup_steps
+        if o.schedule == "cosine":
+            span = max(config.max_steps - o.warmup_steps, 1)
+            p = min(max(step - o.warmup_steps, 0) / span, 1.0)
+            return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p))
+        return 1.0
+
+    return f
+
+
+def build_network(config: TrainConfig) -> tuple[nn.Module, TrainConfig, str]:
+    """The backbone (fresh or from ``init_from``), the config with the net actually used."""
+    if not config.init_from:
+        return build_net(config.net), config, "fresh"
+    folder = Path(config.init_from).expanduser()
+    pipe = SRPipeline.from_pretrained(folder)
+    if has_lora(pipe.net):
+        raise ValueError(
+            f"init_from={folder}: the export carries LoRA adapters; start a stage "
+            "from an export without them"
+        )
+    net_cfg = from_dict(SmallNetConfig, pipe.config.net)
+    return pipe.net.train(), replace(config, net=net_cfg), f"init_from {folder}"
+
+
+class Trainer:
+    """Builds everything from a :class:`TrainConfig` and runs it; see the module docstring."""
+
+    def __init__(self, config: TrainConfig):
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        self.config = config
+        mp = config.mixed_precision
+        if mp == "auto":
+            mp = "bf16" if torch.cuda.is_available() else "no"
+        if config.adversarial.enabled and config.grad_accum != 1:
+            raise ValueError("adversarial stage: grad_accum must be 1")
+        # A recipe builds one Accelerator per stage in one process; accelerate keeps process-wide
+        # singleton state that refuses a second Accelerator with other settings (e.g. another
+        # mixed precision). Reset that part, keep the process group (PartialState).
+        from accelerate.state import AcceleratorState, GradientState
+
+        AcceleratorState._reset_state(reset_partial_state=False)
+        GradientState._reset_state()
+        self.acc = Accelerator(
+            mixed_precision=mp,
+            cpu=not torch.cuda.is_available(),
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        )
+        self.out = Path(config.output_dir).expanduser()
+        self.is_main = self.acc.is_main_process
+        dev = self.acc.device
+        rank, world = self.acc.process_index, self.acc.num_processes
+        # Same initial weights on every process (the EMA copy is taken before DDP broadcasts).
+        torch.manual_seed(mix_seed(config.seed, 1))
+
+        # Models -------------------------------------------------------------------------------
+        net, self.config, self.init_note = build_network(config)
+        config = self.config
+        adv = config.adversarial
+        if adv.enabled:
+            attach_lora(net, adv.lora)
+        net.to(dev)
+        self.net = net
+        self.ema = EMA(net, decay=config.optim.ema_decay)
+        self.objective = build_objective(config.objective).to(dev)
+        self.disc = Discriminator(adv.disc).to(dev) if adv.enabled else None
+        perc, self.perceptual_note = (
+            build_perceptual(adv.perceptual) if adv.enabled else (None, "none")
+        )
+        if perc is not None:
+            perc.to(dev)
+        self.step_module = TrainStep(net, self.objective, config, self.disc, perc)
+
+        # Optimisers -----------------------------------------------------------------------------
+        o = config.optim
+        g_params = [p for p in net.parameters() if p.requires_grad]
+        g_params += [p for p in self.objective.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(
+            g_params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay
+        )
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _lr_lambda(config))
+        self.opt_d = self.sched_d = None
+        if adv.enabled:
+            self.opt_d = torch.optim.AdamW(
+                self.disc.parameters(),
+                lr=adv.disc_lr,
+                betas=tuple(adv.disc_betas),
+                weight_decay=0.0,
+            )
+            self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, _lr_lambda(config))
+        if adv.enabled:
+            self.model, self.opt, self.opt_d = self.acc.prepare(
+                self.step_module, self.opt, self.opt_d
+            )
+        else:
+            self.model, self.opt = self.acc.prepare(self.step_module, self.opt)
+
+        torch.manual_seed(mix_seed(config.seed, 4, rank))  # per-process from here on
+
+        # Data and randomness ----------------------------------------------------------------------
+        self.data = BatchStream(config.data, dev, rank, world)
+        self.gen = torch.Generator(device=dev).manual_seed(mix_seed(config.seed, 2, rank))
+        self.scale_gen = torch.Generator().manual_seed(mix_seed(config.seed, 3))
+        self.generators = {"train": self.gen, "scale": self.scale_gen}
+        self.step = 0
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def modules(self) -> dict[str, nn.Module]:
+        mods = {"model": self.net, "ema": self.ema, "objective": self.objective}
+        if self.disc is not None:
+            mods["disc"] = self.disc
+        return mods
+
+    def optimizers(self) -> dict:
+        opts = {"opt": (self.opt, self.sched)}
+        if self.opt_d is not None:
+            opts["opt_d"] = (self.opt_d, self.sched_d)
+        return opts
+
+    def save_checkpoint(self) -> Path:
+        writer = ckpt.CheckpointWriter(self.out / "checkpoints", self.step)
+        if self.is_main:
+            writer.begin()
+        self.acc.wait_for_everyone()
+        writer.tensors(f"rng-rank{self.acc.process_index}", ckpt.rng_tensors(self.generators))
+        if self.is_main:
+            for name, mod in self.modules().items():
+                writer.tensors(name, mod.state_dict())
+            metas = {}
+            for name, (opt, sched) in self.optimizers().items():
+                tensors, meta = ckpt.optimizer_to_flat(opt.state_dict())
+                writer.tensors(f"{name}.optim", tensors)
+                metas[name] = {"optimizer": meta, "scheduler": sched.state_dict()}
+            writer.json(
+                "state.json",
+                {
+                    "step": self.step,
+                    "data": self.data.state(),
+                    "optimizers": metas,
+                    "world_size": self.acc.num_processes,
+                },
+            )
+            writer.json("config.json", to_dict(self.config))
+        self.acc.wait_for_everyone()
+        if self.is_main:
+            writer.commit(self.config.checkpoint.keep)
+        self.acc.wait_for_everyone()
+        return writer.final
+
+    def load_checkpoint(self, folder: Path) -> None:
+        state = ckpt.read_json(folder, "state.json")
+        for name, mod in self.modules().items():
+            mod.load_state_dict(ckpt.read_tensors(folder, name), strict=True)
+        for name, (opt, sched) in self.optimizers().items():
+            meta = state["optimizers"][name]
+            opt.load_state_dict(
+                ckpt.optimizer_from_flat(
+                    ckpt.read_tensors(folder, f"{name}.optim"), meta["optimizer"]
+                )
+            )
+            sched_state = dict(meta["scheduler"])
+            # The schedule itself is a function of the config; only its counters are state.
+            sched_state["lr_lambdas"] = [None] * len(opt.param_groups)
+            sched.load_state_dict(sched_state)
+        rank = self.acc.process_index
+        rng_file = f"rng-rank{rank}"
+        if not (folder / f"{rng_file}.safetensors").is_file():
+            raise FileNotFoundError(
+                f"checkpoint {folder}: no RNG state for process {rank} (saved with "
+                f"{state.get('world_size')} processes); resume with the same process count"
+            )
+        ckpt.restore_rng(ckpt.read_tensors(folder, rng_file), self.generators)
+        self.data.load_state(state["data"])
+        self.step = int(state["step"])
+
+    def maybe_resume(self) -> Path | None:
+        r = self.config.resume
+        if r == "none":
+            return None
+        folder = ckpt.latest_checkpoint(self.out / "checkpoints") if r == "auto" else Path(r)
+        if folder is None:
+            return None
+        if not (folder / "state.json").is_file():
+            raise FileNotFoundError(f"resume={r}: {folder} is not a checkpoint folder")
+        self.load_checkpoint(folder)
+        return folder
+
+    # -- pieces of a step ---------------------------------------------------------------------
+    def flow_batch(self, tb: TrainBatch) -> FlowBatch:
+        sigma = self.config.data.source_noise
+        src = tb.src
+        if sigma > 0:
+            src = src + sigma * torch.randn(src.shape, generator=self.gen, device=src.device)
+        return FlowBatch(hr=tb.hr, src=src, hr_neg=tb.hr_neg, cond=Condition(source=tb.src))
+
+    def pipeline(self) -> SRPipeline:
+        c = self.config
+        info = {
+            "stage": c.name,
+            "step": self.step,
+            "objective": c.objective.name,
+            "complete": True,
+            "max_minutes": c.max_minutes,
+            "degradation": self.data.description,
+            "init": self.init_note,
+            "perceptual": self.perceptual_note,
+        }
+        pcfg = PipelineConfig(
+            net=to_dict(c.net),
+            lora=c.adversarial.lora if c.adversarial.enabled else None,
+            lora_scale=c.export.lora_scale,
+            scales=list(c.data.scales),
+            steps=c.export.steps,
+            guidance=c.export.guidance,
+            source_noise=c.data.source_noise,
+            info=info,
+        )
+        return SRPipeline(self.ema.shadow, pcfg)
+
+    def validate(self) -> dict:
+        c = self.config
+        lora = c.validation.lora_scales if c.adversarial.enabled else None
+        vals = run_validation(
+            self.pipeline(),
+            self.vset,
+            c.validation,
+            self.out / "samples" / f"step-{self.step:08d}.png",
+            seed=c.seed,
+            lora_scales=lora,
+        )
+        return {"step": self.step, **vals}
+
+    def train_step(self) -> dict:
+        c = self.config
+        adv = c.adversarial
+        logs_sum: dict[str, float] = {}
+        self.opt.zero_grad(set_to_none=True)
+        hr_px, scale = 0, 0
+        for micro in range(c.grad_accum):
+            tb = self.data.next(self.scale_gen)
+            hr_px += tb.hr.shape[0] * tb.hr.shape[-1] * tb.hr.shape[-2]
+            scale = tb.scale
+            fb = self.flow_batch(tb)
+            nfe = 1
+            if adv.enabled and len(adv.nfe) > 1:
+                k = int(torch.randint(len(adv.nfe), (1,), generator=self.scale_gen))
+                nfe = adv.nfe[k]
+            last = micro == c.grad_accum - 1
+            sync = contextlib.nullcontext() if last else self.acc.no_sync(self.model)
+            with sync:
+                loss, logs, fake = self.model("g", fb, self.gen, self.ema.shadow, nfe)
+                self.acc.backward(loss / c.grad_accum)
+            for k, v in logs.items():
+                logs_sum[k] = logs_sum.get(k, 0.0) + v / c.grad_accum
+        if c.optim.grad_clip > 0:
+            norm = self.acc.clip_grad_norm_(
+                [p for g in self.opt.param_groups for p in g["params"]], c.optim.grad_clip
+            )
+            logs_sum["grad_norm"] = float(norm)
+        self.opt.step()
+        self.sched.step()
+        if adv.enabled:  # discriminator step on the same batch's detached sample
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss, d_logs, _ = self.model("d", fb, self.gen, None, nfe, fake.detach())
+            self.acc.backward(d_loss)
+            self.opt_d.step()
+            self.sched_d.step()
+            self.opt.zero_grad(set_to_none=True)
+            logs_sum.update(d_logs)
+        if self.opt_d is not None:
+            self.opt_d.zero_grad(set_to_none=True)
+        self.ema.update(self.net)
+        self.step += 1
+        logs_sum["lr"] = self.sched.get_last_lr()[0]
+        logs_sum["scale"] = scale
+        logs_sum["_hr_px"] = hr_px
+        return logs_sum
+
+    # -- the loop -------------------------------------------------------------------------------
+    def fit(self) -> Path:
+        c = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        resumed = self.maybe_resume()
+        log = self.acc.print
+        train_csv, val_csv = CSVLog(self.out / "train.csv"), CSVLog(self.out / "val.csv")
+        n_train = sum(p.numel() for p in self.net.parameters() if p.requires_grad)
+        if self.is_main:
+            save_json(c, self.out / "config.json")
+            log(
+                f"flowmapsr train [{c.name}]: objective={c.objective.name} "
+                f"guidance={c.objective.guidance.enabled} adversarial={c.adversarial.enabled} "
+                f"net={c.net.channels}x{c.net.blocks} "
+                f"params={sum(p.numel() for p in self.net.parameters()) / 1e6:.3f}M "
+                f"trainable={n_train / 1e6:.3f}M "
+                f"device={self.acc.device} processes={self.acc.num_processes} "
+                f"precision={self.acc.mixed_precision}"
+            )
+            log(
+                f"  data: {c.data.kind} {c.data.roots or ''} degradation={self.data.description} "
+                f"scales={c.data.scales}; init: {self.init_note}; perceptual: "
+                f"{self.perceptual_note}"
+            )
+            if resumed is not None:
+                log(f"  resumed from {resumed} at step {self.step}")
+                train_csv.truncate_after(self.step)
+                val_csv.truncate_after(self.step)
+        self.vset = load_validation_set(c.validation, c.seed) if self.is_main else None
+        tb = TensorBoardLog(self.out / "tb", c.tensorboard and self.is_main)
+        bar = Progress(c.progress, c.max_steps, self.step, c.name, enabled=self.is_main)
+        window: dict[str, float] = {}
+        n_window, px_window, t_window = 0, 0, time.perf_counter()
+        t_start = time.monotonic()
+        stop = False
+        try:
+            while self.step < c.max_steps and not stop:
+                logs = self.train_step()
+                if not math.isfinite(logs.get("loss", 0.0)):
+                    raise FloatingPointError(f"step {self.step}: loss is {logs.get('loss')}")
+                px_window += logs.pop("_hr_px") * self.acc.num_processes
+                scale = logs.pop("scale")
+                for k, v in logs.items():
+                    window[k] = window.get(k, 0.0) + v
+                n_window += 1
+                bar.update(1, {"loss": logs.get("loss", 0.0)})
+                if c.max_minutes > 0:  # every process must agree: stop if any is over time
+                    flag = torch.tensor(
+                        float(time.monotonic() - t_start > 60 * c.max_minutes),
+                        device=self.acc.device,
+                    )
+                    if self.acc.num_processes > 1:
+                        flag = self.acc.reduce(flag, "sum")
+                    stop = bool(flag > 0)
+                    if stop and self.is_main:
+                        log(f"  max_minutes={c.max_minutes} reached at step {self.step}")
+                end = self.step == c.max_steps or stop
+                if self.step % c.log_every == 0 or end:
+                    dt = time.perf_counter() - t_window
+                    row = {
+                        "step": self.step,
+                        "epoch": self.data.consumed_epoch,
+                        "scale": scale,
+                        **{k: v / n_window for k, v in window.items()},
+                        "sec_per_step": dt / n_window,
+                        "hr_mp_per_s": px_window / dt / 1e6,
+                    }
+                    if self.is_main:
+                        train_csv.write(row)
+                        tb.scalars(row, self.step, "train")
+                    window, n_window, px_window, t_window = {}, 0, 0, time.perf_counter()
+                if (c.validation.every and self.step % c.validation.every == 0) or end:
+                    if self.is_main:
+                        vals = self.validate()
+                        val_csv.write(vals)
+                        tb.scalars(vals, self.step, "val")
+                        log(
+                            " ".join(
+                                f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                for k, v in vals.items()
+                            )
+                        )
+                    self.acc.wait_for_everyone()
+                    t_window = time.perf_counter()
+                if (c.checkpoint.every and self.step % c.checkpoint.every == 0) or end:
+                    self.save_checkpoint()
+                    t_window = time.perf_counter()
+        finally:
+            bar.close()
+            tb.close()
+        export = self.out / "export"
+        if self.is_main:
+            self.pipeline().save_pretrained(export)
+            log(f"flowmapsr train [{c.name}]: exported {export}")
+        self.acc.wait_for_everyone()
+        return export
+
+
+def train(config: TrainConfig) -> Path:
+    """Run one training stage; returns the export folder."""
+    try:
+        return Trainer(config).fit()
+    finally:
+        sys.stdout.flush()

@@ -1,0 +1,89 @@
+import pytest
+import yaml
+
+from flowmapsr.cli import recipe as recipe_cli
+from flowmapsr.cli import train as train_cli
+
+
+def test_dry_run_prints_the_resolved_config(capsys):
+    assert (
+        train_cli.main(["flowmapsr-stage2-distill", "objective.name=lagrangian", "--dry-run"]) == 0
+    )
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["objective"]["name"] == "lagrangian" and cfg["name"] == "stage2-distill"
+
+
+def test_unknown_key_exits_non_zero_naming_the_nearest(capsys):
+    assert train_cli.main(["flowmapsr-stage1-fm", "optim.lrr=1", "--dry-run"]) == 2
+    assert "did you mean 'lr'" in capsys.readouterr().err
+    assert train_cli.main(["no-such-preset", "--dry-run"]) == 2
+
+
+def test_list_presets_and_recipes(capsys):
+    assert train_cli.main(["--list"]) == 0
+    assert "flowmapsr-stage4-adversarial" in capsys.readouterr().out
+    assert recipe_cli.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    assert "flowmapsr-smoke" in out and "flowmapsr-small" in out
+
+
+def test_recipe_dry_run_and_bad_stage_override(capsys, tmp_path):
+    assert (
+        recipe_cli.main(
+            [
+                "flowmapsr-smoke",
+                "--output",
+                str(tmp_path),
+                "--dry-run",
+                "--stage",
+                "stage1-fm:max_steps=3",
+            ]
+        )
+        == 0
+    )
+    stages = yaml.safe_load(capsys.readouterr().out)
+    assert stages[0]["max_steps"] == 3 and stages[1]["max_steps"] != 3
+    assert (
+        recipe_cli.main(
+            [
+                "flowmapsr-smoke",
+                "--output",
+                str(tmp_path),
+                "--dry-run",
+                "--stage",
+                "stage1-fm:max_stepz=3",
+            ]
+        )
+        == 2
+    )
+
+
+def test_train_missing_data_root_is_a_clear_error(tmp_path, capsys):
+    code = train_cli.main(
+        [
+            "flowmapsr-stage1-fm",
+            f"data.roots=[{tmp_path / 'missing'}]",
+            f"output_dir={tmp_path / 'o'}",
+            "progress=none",
+            "tensorboard=false",
+        ]
+    )
+    assert code == 1
+    assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cmd", [train_cli, recipe_cli])
+def test_add_parser_is_cheap_and_registers(cmd):
+    import argparse
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    assert cmd.add_parser(sub) is not None
+
+
+def test_through_the_main_entry_point(capsys):
+    from flowmapsr.cli.main import main
+
+    assert main(["train", "flowmapsr-stage3-guidance", "--dry-run"]) == 0
+    assert "guidance" in capsys.readouterr().out
+    assert main(["train", "flowmapsr-stage3-guidance", "objective.guidance.omega_mx=2"]) == 2
+    assert "omega_max" in capsys.readouterr().err

@@ -1,0 +1,58 @@
+import pytest
+
+from flowmapsr.config import ConfigError
+from flowmapsr.training.config import TrainConfig
+from flowmapsr.training.presets import (
+    list_presets,
+    list_recipes,
+    preset_dict,
+    recipe_dict,
+    resolve_config,
+)
+
+
+def test_every_shipped_preset_resolves():
+    names = list_presets()
+    assert {
+        "flowmapsr-stage1-fm",
+        "flowmapsr-stage2-distill",
+        "flowmapsr-stage3-guidance",
+        "flowmapsr-stage4-adversarial",
+    } <= set(names)
+    for name in names:
+        assert isinstance(resolve_config(name), TrainConfig)
+
+
+def test_stage_presets_inherit_and_configure_their_stage():
+    s2 = resolve_config("flowmapsr-stage2-distill")
+    assert s2.objective.name == "shortcut" and s2.net.channels == 64  # net from stage 1
+    s3 = resolve_config("flowmapsr-stage3-guidance")
+    assert s3.objective.guidance.enabled and s3.data.negatives
+    s4 = resolve_config("flowmapsr-stage4-adversarial")
+    assert s4.adversarial.enabled and s4.adversarial.lora.rank == 8
+    assert s4.adversarial.perceptual.kind == "lpips"
+    assert "base" not in preset_dict("flowmapsr-stage4-adversarial")
+
+
+def test_overrides_are_strict_and_name_the_nearest_key():
+    cfg = resolve_config("flowmapsr-stage2-distill", ["objective.name=lagrangian", "optim.lr=3e-4"])
+    assert cfg.objective.name == "lagrangian" and cfg.optim.lr == pytest.approx(3e-4)
+    with pytest.raises(ConfigError, match="did you mean 'lr'"):
+        resolve_config("flowmapsr-stage1-fm", ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match="unknown preset"):
+        resolve_config("flowmapsr-stage9")
+
+
+def test_recipes_list_four_stages():
+    assert {"flowmapsr-smoke", "flowmapsr-small"} <= set(list_recipes())
+    for name in ("flowmapsr-smoke", "flowmapsr-small"):
+        assert len(recipe_dict(name)["stages"]) == 4
+
+
+def test_preset_from_a_yaml_path(tmp_path):
+    p = tmp_path / "mine.yaml"
+    p.write_text("base: flowmapsr-stage1-fm\nmax_steps: 7\n", encoding="utf-8")
+    assert resolve_config(str(p)).max_steps == 7
+    p.write_text("max_stepz: 7\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="max_steps"):
+        resolve_config(str(p))

@@ -1,0 +1,180 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from flowmapsr.inference.pipeline import SRPipeline
+from flowmapsr.training.checkpoint import latest_checkpoint, read_json
+from flowmapsr.training.presets import resolve_config
+from flowmapsr.training.runlog import read_csv
+from flowmapsr.training.trainer import Trainer, train
+
+
+def _losses(out: Path) -> dict[int, float]:
+    return {int(r["step"]): float(r["loss"]) for r in read_csv(out / "train.csv")}
+
+
+def test_a_short_run_logs_checkpoints_validates_and_exports(tmp_path, tiny):
+    out = tmp_path / "run"
+    cfg = resolve_config(
+        "flowmapsr-stage2-distill",
+        tiny(out, "max_steps=4", "checkpoint.every=2", "validation.every=2"),
+    )
+    export = train(cfg)
+    losses = _losses(out)
+    assert sorted(losses) == [1, 2, 3, 4] and all(v == v and v > 0 for v in losses.values())
+    vals = read_csv(out / "val.csv")
+    assert [int(r["step"]) for r in vals] == [2, 4]
+    assert {"psnr_y_bicubic", "psnr_y_nfe1_w1"} <= set(vals[0])
+    assert (out / "samples" / "step-00000004.png").is_file()
+    ck = latest_checkpoint(out / "checkpoints")
+    assert ck.name == "step-00000004"
+    assert read_json(ck, "config.json")["objective"]["name"] == "shortcut"
+    assert {p.name for p in ck.iterdir()} >= {
+        "model.safetensors",
+        "ema.safetensors",
+        "objective.safetensors",
+        "opt.optim.safetensors",
+        "rng-rank0.safetensors",
+        "state.json",
+    }
+    pipe = SRPipeline.from_pretrained(export)
+    assert pipe.config.info["step"] == 4 and pipe.config.info["objective"] == "shortcut"
+    y = pipe.upscale_tensor(torch.rand(1, 3, 8, 8), scale=4, steps=1)
+    assert y.shape == (1, 3, 32, 32)
+
+
+def test_resume_in_process_repeats_the_uninterrupted_run(tmp_path, tiny):
+    ref_out, cut_out = tmp_path / "ref", tmp_path / "cut"
+    common = (
+        "objective.name=shortcut",
+        "objective.learned_weighting=true",
+        "data.scales=[4,8]",
+        "data.source_noise=0.01",
+        "optim.schedule=constant",
+    )
+    train(resolve_config("flowmapsr-stage1-fm", tiny(ref_out, "max_steps=6", *common)))
+    train(
+        resolve_config(
+            "flowmapsr-stage1-fm", tiny(cut_out, "max_steps=3", "checkpoint.every=3", *common)
+        )
+    )
+    # Same config except the horizon; constant schedule after warm-up, so steps 4–6 match.
+    t = Trainer(resolve_config("flowmapsr-stage1-fm", tiny(cut_out, "max_steps=6", *common)))
+    t.fit()
+    ref, cut = _losses(ref_out), _losses(cut_out)
+    assert sorted(cut) == [1, 2, 3, 4, 5, 6]
+    for step in (4, 5, 6):
+        assert cut[step] == pytest.approx(ref[step], rel=1e-6, abs=1e-9)
+
+
+def test_gradient_accumulation_runs(tmp_path, tiny):
+    out = tmp_path / "acc"
+    train(resolve_config("flowmapsr-stage1-fm", tiny(out, "max_steps=2", "grad_accum=2")))
+    assert sorted(_losses(out)) == [1, 2]
+
+
+def test_adversarial_stage_trains_lora_and_the_discriminator_only(tmp_path, tiny):
+    base = train(resolve_config("flowmapsr-stage1-fm", tiny(tmp_path / "s1", "max_steps=1")))
+    cfg = resolve_config(
+        "flowmapsr-stage4-adversarial",
+        tiny(
+            tmp_path / "s4",
+            "max_steps=2",
+            f"init_from={base}",
+            "adversarial.disc.depth=2",
+            "adversarial.disc.channels=8",
+            "adversarial.lora.rank=2",
+            "adversarial.nfe=[1,2]",
+        ),
+    )
+    t = Trainer(cfg)
+    before = {k: v.clone() for k, v in t.net.state_dict().items()}
+    d_before = {k: v.clone() for k, v in t.disc.state_dict().items()}
+    export = t.fit()
+    after = t.net.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("lora_" in k for k in changed)
+    assert any(not torch.equal(d_before[k], v) for k, v in t.disc.state_dict().items())
+    row = read_csv(tmp_path / "s4" / "train.csv")[-1]
+    assert {"g_adv", "d_loss", "r1", "r2", "anchor", "perceptual"} <= set(row)
+    assert (export / "lora.safetensors").is_file()
+    pipe = SRPipeline.from_pretrained(export)
+    lr = torch.rand(1, 3, 8, 8)
+    y0 = pipe.upscale_tensor(lr, scale=4, lora_scale=0.0)
+    y1 = pipe.upscale_tensor(lr, scale=4, lora_scale=1.0)
+    assert y0.shape == y1.shape == (1, 3, 32, 32)
+
+
+def _cli(out: Path, tiny_args: list[str], max_steps: int) -> subprocess.Popen:
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    args = [
+        sys.executable,
+        "-m",
+        "flowmapsr.cli.train",
+        "flowmapsr-stage2-distill",
+        *tiny_args,
+        f"max_steps={max_steps}",
+        "checkpoint.every=3",
+        "optim.warmup_steps=0",
+    ]
+    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _wait_for_step(proc, out: Path, step: int, timeout: float = 120.0) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if (out / "train.csv").is_file() and max(_losses(out), default=0) >= step:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"training exited early: {proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.05)
+    raise AssertionError(f"step {step} not reached in {timeout} s")
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_gives_the_same_next_loss(tmp_path, tiny):
+    """A run killed with SIGKILL mid-way resumes from its last checkpoint exactly."""
+    ref_out, cut_out = tmp_path / "ref", tmp_path / "cut"
+    # Never stopped (run to completion).
+    ref = _cli(ref_out, tiny(ref_out), 9)
+    assert ref.wait(timeout=180) == 0, ref.stderr.read().decode()[-2000:]
+    # Killed once the log shows step ≥ 4 (past the checkpoint at 3), at an arbitrary point.
+    cut = _cli(cut_out, tiny(cut_out), 9)
+    _wait_for_step(cut, cut_out, 4)
+    os.kill(cut.pid, signal.SIGKILL)
+    cut.wait(timeout=30)
+    ck = latest_checkpoint(cut_out / "checkpoints")
+    assert ck is not None
+    resumed_at = read_json(ck, "state.json")["step"]
+    assert resumed_at in (3, 6)
+    again = _cli(cut_out, tiny(cut_out), 9)
+    assert again.wait(timeout=180) == 0, again.stderr.read().decode()[-2000:]
+    a, b = _losses(ref_out), _losses(cut_out)
+    assert sorted(b) == list(range(1, 10))  # rows after the checkpoint were replaced
+    for step in range(resumed_at + 1, 10):
+        assert b[step] == a[step], (step, a[step], b[step])
+
+
+@pytest.mark.parametrize("objective", ["eulerian", "shortcut"])
+def test_bf16_autocast_keeps_losses_in_float32(tmp_path, tiny, objective):
+    """mixed_precision=bf16 (CPU autocast here, GPUs in practice) with a JVP objective."""
+    out = tmp_path / objective
+    cfg = resolve_config(
+        "flowmapsr-stage3-guidance",
+        tiny(
+            out,
+            "max_steps=2",
+            "mixed_precision=bf16",
+            f"objective.name={objective}",
+            "data.batch_size=4",
+        ),
+    )
+    train(cfg)
+    losses = _losses(out)
+    assert sorted(losses) == [1, 2] and all(v == v for v in losses.values())
