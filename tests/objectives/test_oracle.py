@@ -188,3 +188,18 @@ def test_learned_weighting_gradients_reach_weight_net(gen):
     res.loss.backward()
     grads = [p.grad for p in obj.weighting.parameters()]
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_bf16_network_gives_fp32_losses(gen):
+    """A bf16 backbone (GPU autocast, bf16 weights) still gets fp32 per-sample losses."""
+    net = torch.nn.Linear(2, 2).to(torch.bfloat16)
+
+    def bf16_net(x, t, r, cond=None):
+        return net(x.to(torch.bfloat16))
+
+    hr, src = torch.randn(8, 2, generator=gen), torch.randn(8, 2, generator=gen)
+    for name in ("fm", "shortcut"):
+        res = build_objective(ObjectiveConfig(name=name))(
+            bf16_net, FlowBatch(hr=hr, src=src), generator=gen
+        )
+        assert res.per_sample.dtype == torch.float32 and torch.isfinite(res.loss)

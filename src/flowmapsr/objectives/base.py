@@ -73,8 +73,9 @@ class ObjectiveConfig:
 
 
 def squared_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean squared error per sample: ``(B, …) → (B,)``."""
-    return (a - b).pow(2).flatten(1).mean(dim=1)
+    """Mean squared error per sample: ``(B, …) → (B,)``, in at least fp32 (bf16 nets included)."""
+    dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)
+    return (a.to(dtype) - b.to(dtype)).pow(2).flatten(1).mean(dim=1)
 
 
 class FlowMapObjective(nn.Module):
@@ -142,7 +143,8 @@ class FlowMapObjective(nn.Module):
             v_target = self.guidance.diagonal_target(teacher, x, t, cond, v_emp)
 
         u = net(x, t, r, cond)
-        per_sample = torch.zeros(n, device=device, dtype=u.dtype)
+        loss_dtype = torch.promote_types(u.dtype, torch.float32)
+        per_sample = torch.zeros(n, device=device, dtype=loss_dtype)
         logs: dict[str, float] = {}
         off = ~diag
         if diag.any():
