@@ -16,14 +16,6 @@ from flowmapsr.metrics.files import load_image
 from flowmapsr.resize import imresize
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _smooth(gen: torch.Generator, h: int, w: int) -> torch.Tensor:
     """A smooth random picture ``(1, 3, h, w)`` in [0, 1] (upsampled coarse noise + texture)."""
     base = imresize(torch.rand(1, 3, h // 16, w // 16, generator=gen), size=(h, w))

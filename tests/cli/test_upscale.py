@@ -16,14 +16,6 @@ from flowmapsr.inference.random_model import random_pipeline
 RNG = np.random.default_rng(2)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # the shared 2-core test machine: threads would spin-wait
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     path = tmp_path_factory.mktemp("model")

@@ -15,7 +15,6 @@ import urllib.request
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from flowmapsr.inference.random_model import random_pipeline
@@ -25,14 +24,6 @@ pytest.importorskip("gradio", reason="flowmapsr serve needs gradio (pip install 
 from flowmapsr.serve.app import build_app, launch, make_handler  # noqa: E402
 
 RNG = np.random.default_rng(3)
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # the shared 2-core test machine: threads would spin-wait
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
