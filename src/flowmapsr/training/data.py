@@ -4,9 +4,7 @@ Where the data come from: ``kind: folders`` reads HR folders through
 ``flowmapsr.data.datasets.HRFolderDataset``; ``kind: synthetic`` makes procedural images
 (gradients, gratings, discs, noise textures) from the seed, so tests and smoke runs need no files.
 Degradations run batched on the training device through ``flowmapsr.data.degradations``
-(``Degradation.from_preset``); when that package is not installed the ``bicubic`` preset falls
-back to MATLAB-bicubic downscaling (``flowmapsr.resize.imresize``) and negatives to a blur made
-by bicubic down/up-sampling — the trainer logs which one is used.
+(``Degradation.from_preset``); the trainer logs which preset is used.
 
 Exact resumption: the order is a seeded permutation per epoch (:class:`ResumableBatchSampler`),
 its position is counted in *consumed* batches (workers may prefetch ahead) and saved in the
@@ -24,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from flowmapsr.convert import unit_to_model
-from flowmapsr.resize import imresize, upsample_source
+from flowmapsr.resize import upsample_source
 from flowmapsr.training.config import DataConfig
 
 
@@ -102,12 +100,8 @@ def build_dataset(config: DataConfig):
     missing = [str(r) for r in roots if not r.is_dir()]
     if missing:
         raise FileNotFoundError(f"data.roots: folder(s) not found: {', '.join(missing)}")
-    try:
-        from flowmapsr.data.datasets import HRFolderDataset
-    except ImportError as err:
-        raise ImportError(
-            f"data.kind=folders needs flowmapsr.data.datasets.HRFolderDataset ({err})"
-        ) from None
+    from flowmapsr.data.datasets import HRFolderDataset
+
     return HRFolderDataset(
         [str(r) for r in roots], config.crop_size, augment=config.augment, seed=config.seed
     )
@@ -178,34 +172,10 @@ def _collate(items):
 
 
 # -- degradation ------------------------------------------------------------------------------
-class _FallbackBicubic:
-    """MATLAB-bicubic downscaling: what ``Degradation.from_preset('bicubic')`` does."""
-
-    def __call__(self, hr, scale, generators):
-        return imresize(hr, scale=1.0 / scale), {}
-
-
-def _fallback_negative(hr, generators):
-    """Over-smoothed HR: bicubic down by 2 and back up (a mild low-quality target)."""
-    h, w = hr.shape[-2:]
-    return imresize(imresize(hr, scale=0.5), size=(h, w)).clamp(0, 1)
-
-
 def build_degradation(config: DataConfig):
-    """``(degrade, make_negative, description)`` for the config; see the module docstring."""
-    try:
-        from flowmapsr.data.degradations import Degradation, make_negative
-    except ImportError:
-        if config.degradation != "bicubic":
-            raise ImportError(
-                f"data.degradation={config.degradation!r} needs flowmapsr.data.degradations, "
-                "which is not installed; use data.degradation=bicubic"
-            ) from None
-        return (
-            _FallbackBicubic(),
-            _fallback_negative,
-            "bicubic (built-in fallback: flowmapsr.data.degradations not installed)",
-        )
+    """``(degrade, make_negative, description)`` for the config's degradation preset."""
+    from flowmapsr.data.degradations import Degradation, make_negative
+
     return (
         Degradation.from_preset(config.degradation),
         make_negative,
