@@ -116,14 +116,16 @@ def main(argv=None) -> int:
     fm_net = train("fm", target, args, args.seed)
     timings["fm"] = time.perf_counter() - t0
     for nfe in (1, 2, 4, 64):
-        out = euler_solve(fm_net, src, time_grid(nfe))
+        with torch.no_grad():
+            out = euler_solve(fm_net, src, time_grid(nfe))
         results.append({"method": "fm_euler", "nfe": nfe, "distance": energy_distance(out, ref)})
     for name in args.objectives.split(","):
         t0 = time.perf_counter()
         net = train(name, target, args, args.seed)
         timings[name] = time.perf_counter() - t0
         for nfe in (1, 2, 4):
-            out = flowmap_solve(net, src, time_grid(nfe))
+            with torch.no_grad():
+                out = flowmap_solve(net, src, time_grid(nfe))
             results.append({"method": name, "nfe": nfe, "distance": energy_distance(out, ref)})
 
     def dist(method, nfe):

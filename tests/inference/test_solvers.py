@@ -55,3 +55,15 @@ def test_callback_sees_every_step():
         callback=lambda i, x: seen.append(i),
     )
     assert seen == [0, 1, 2, 3]
+
+
+def test_solvers_are_differentiable():
+    """The adversarial stage backpropagates through X(src; 1 → 0)."""
+    net = torch.nn.Linear(2, 2)
+
+    def u(x, t, r, cond=None):
+        return net(x) * (1 + t - r).unsqueeze(-1)
+
+    out = flowmap_solve(u, torch.ones(3, 2), time_grid(2))
+    out.sum().backward()
+    assert net.weight.grad is not None and net.weight.grad.abs().sum() > 0

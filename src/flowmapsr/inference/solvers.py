@@ -2,6 +2,8 @@
 
 ``flowmap_solve`` composes flow-map jumps ``X(x; t_i → t_{i+1})``; ``euler_solve`` integrates a
 velocity model (the diagonal ``u(x, t, t)``) with explicit Euler — the flow-matching baseline.
+Both are differentiable (the adversarial stage backpropagates through a 1- or 2-jump solve);
+call them under ``torch.no_grad()`` for inference.
 Reference: k-diffusion's "one sampler, one function" style; flow-map sampling of Boffi et al.
 2025 (composition over a grid).
 """
@@ -41,7 +43,6 @@ def _times(grid: torch.Tensor, i: int, x: torch.Tensor):
     return t, r
 
 
-@torch.no_grad()
 def flowmap_solve(
     net,
     src: torch.Tensor,
@@ -59,7 +60,6 @@ def flowmap_solve(
     return x
 
 
-@torch.no_grad()
 def euler_solve(
     net,
     src: torch.Tensor,

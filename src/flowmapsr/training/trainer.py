@@ -29,7 +29,7 @@ from torch import nn
 from flowmapsr.config import from_dict, save_json, to_dict
 from flowmapsr.flowmap import PROMPT_POS, Condition
 from flowmapsr.inference.pipeline import PipelineConfig, SRPipeline
-from flowmapsr.inference.solvers import time_grid
+from flowmapsr.inference.solvers import flowmap_solve, time_grid
 from flowmapsr.nets import build_net
 from flowmapsr.nets.discriminator import Discriminator
 from flowmapsr.nets.lora import attach_lora, has_lora
@@ -37,7 +37,6 @@ from flowmapsr.nets.small import SmallNetConfig
 from flowmapsr.objectives import FlowBatch, build_objective
 from flowmapsr.objectives.adversarial import discriminator_step_loss, generator_step_loss
 from flowmapsr.objectives.perceptual import build_perceptual
-from flowmapsr.paths.bridge import broadcast_time
 from flowmapsr.training import checkpoint as ckpt
 from flowmapsr.training.config import TrainConfig
 from flowmapsr.training.data import BatchStream, TrainBatch, mix_seed
@@ -84,13 +83,7 @@ class TrainStep(nn.Module):
             ),
             source=src_clean,
         )
-        grid = time_grid(nfe, device=src_path.device)
-        x = src_path
-        for i in range(nfe):
-            t = grid[i].to(x.dtype).expand(n)
-            r = grid[i + 1].to(x.dtype).expand(n)
-            x = x - broadcast_time(t - r, x) * self.net(x, t, r, cond).to(x.dtype)
-        return x
+        return flowmap_solve(self.net, src_path, time_grid(nfe, device=src_path.device), cond)
 
     def forward(
         self,
