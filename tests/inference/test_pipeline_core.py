@@ -63,3 +63,31 @@ def test_odd_output_sizes_are_padded_and_cropped():
     out = pipe.upscale_tensor(torch.rand(1, 3, 7, 5), scale=3)
     assert out.shape == (1, 3, 21, 15)
     assert out.min() >= 0 and out.max() <= 1
+
+
+def test_inference_net_is_merged_and_follows_scale_and_weight_changes():
+    pipe = _pipe(lora=True)
+    lr = torch.rand(1, 3, 8, 8)
+    src = pipe.make_source(lr, (32, 32))
+    merged = pipe.inference_net()
+    assert merged is not pipe.net and pipe.inference_net() is merged  # cached
+    with torch.no_grad():
+        x, t, r = src, torch.ones(1), torch.zeros(1)
+        from flowmapsr.flowmap import Condition
+
+        assert torch.allclose(
+            merged(x, t, r, Condition(source=src)),
+            pipe.net(x, t, r, Condition(source=src)),
+            atol=1e-5,
+        )
+        pipe.set_lora_scale(0.0)
+        assert pipe.inference_net() is not merged  # a new scale → a new merge
+        for n, p in pipe.net.named_parameters():
+            if "lora_B" in n:
+                p.mul_(3.0)  # in place, as an optimizer step would
+        again = pipe.inference_net()
+        pipe.set_lora_scale(1.0)
+        assert pipe.inference_net() is not again
+        want = pipe.net(x, t, r, Condition(source=src))
+        got = pipe.inference_net()(x, t, r, Condition(source=src))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

@@ -69,3 +69,38 @@ def set_lora_scale(net: nn.Module, scale: float) -> None:
         if isinstance(module, LoraLayer) and ADAPTER in module.scaling:
             base = module.lora_alpha[ADAPTER] / module.r[ADAPTER]
             module.scaling[ADAPTER] = base * scale
+
+
+def merged_copy(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` with every adapter folded into its base layer at its current scale.
+
+    The copy is the plain backbone (no peft wrappers, gradients off): for inference it costs
+    exactly what the un-adapted network costs, while ``net`` itself keeps its adapters so the
+    scale can still be changed. Merging uses peft's ``merge`` (W + scale·ΔW in the base layer).
+    """
+    import copy
+
+    from peft.tuners.lora import LoraLayer
+
+    plain = copy.deepcopy(net)
+    targets = [(name, m) for name, m in plain.named_modules() if isinstance(m, LoraLayer)]
+    for name, module in targets:
+        if ADAPTER in module.lora_A:
+            module.merge(adapter_names=[ADAPTER])
+        parent_name, _, child = name.rpartition(".")
+        parent = plain.get_submodule(parent_name) if parent_name else plain
+        setattr(parent, child, module.get_base_layer())
+    for p in plain.parameters():
+        p.requires_grad_(False)
+    return plain.eval()
+
+
+def lora_scales(net: nn.Module) -> tuple[float, ...]:
+    """The current scaling of every adapter (a cache key for :func:`merged_copy`)."""
+    from peft.tuners.lora import LoraLayer
+
+    return tuple(
+        float(m.scaling[ADAPTER])
+        for m in net.modules()
+        if isinstance(m, LoraLayer) and ADAPTER in m.scaling
+    )
