@@ -86,24 +86,25 @@ def test_eval_reports_bad_files_and_goes_on(folders, tmp_path, capsys):
     assert set(res["per_image"]) == {"a", "b"} and len(res["errors"]) == 2
 
 
+class FakePipeline:
+    """Stands in for SRPipeline: bicubic plus a tiny step-dependent offset."""
+
+    class config:  # noqa: N801
+        steps = 1
+
+    @classmethod
+    def from_pretrained(cls, path=None):
+        return cls()
+
+    def upscale_tensor(self, lr, scale=4, steps=1, **kw):
+        return imresize(lr, scale=scale) + 0.01 * steps
+
+
 def test_bench_writes_report(folders, tmp_path, monkeypatch):
     hr_dir, lr_dir, _ = folders
     import flowmapsr.inference.pipeline as pipeline
 
-    class Fake:
-        """Stands in for SRPipeline: bicubic plus a tiny step-dependent offset."""
-
-        class config:  # noqa: N801
-            steps = 1
-
-        @classmethod
-        def from_pretrained(cls, path=None):
-            return cls()
-
-        def upscale_tensor(self, lr, scale=4, steps=1, **kw):
-            return imresize(lr, scale=scale) + 0.01 * steps
-
-    monkeypatch.setattr(pipeline, "SRPipeline", Fake)
+    monkeypatch.setattr(pipeline, "SRPipeline", FakePipeline)
     out = tmp_path / "bench"
     rc = main(
         ["bench", "--lr", str(lr_dir), "--hr", str(hr_dir), "--out", str(out), "--grid", "2"]
@@ -146,3 +147,22 @@ def test_bench_reports_a_missing_method_and_goes_on(folders, tmp_path, capsys):
 def test_bench_rejects_bad_method_text(tmp_path, capsys):
     rc = main(["bench", "--lr", str(tmp_path), "--out", str(tmp_path / "o"), "--methods", "x"])
     assert rc == 2 and "unknown method" in capsys.readouterr().err
+
+
+def test_bench_grid_methods_choose_the_grid_columns(folders, tmp_path, monkeypatch, capsys):
+    import flowmapsr.inference.pipeline as pipeline
+
+    hr_dir, lr_dir, _ = folders
+    monkeypatch.setattr(pipeline, "SRPipeline", FakePipeline)
+    base = ["bench", "--lr", str(lr_dir), "--hr", str(hr_dir), "--metrics", "psnr"]
+    methods = ["--methods", "bicubic,flowmapsr:steps=1,flowmapsr:steps=2"]
+    widths = {}
+    for name, extra in (("all", []), ("two", ["--grid-methods", "flowmapsr:steps=2"])):
+        assert main(base + methods + ["--out", str(tmp_path / name)] + extra) == 0
+        widths[name] = Image.open(tmp_path / name / "crops.png").width
+        res = json.loads((tmp_path / name / "results.json").read_text())
+        assert len(res["methods"]) == 3  # every method is still measured
+    # LR + 3 methods + HR = 5 columns, LR + 1 + HR = 3 columns
+    assert widths["two"] * 5 == pytest.approx(widths["all"] * 3, rel=0.05)
+    rc = main(base + methods + ["--out", str(tmp_path / "x"), "--grid-methods", "span"])
+    assert rc == 2 and "not in --methods" in capsys.readouterr().err

@@ -58,3 +58,43 @@ def test_folder_roots_missing_is_a_clear_error(tmp_path):
     cfg = DataConfig(kind="folders", roots=[str(tmp_path / "nope")])
     with pytest.raises(FileNotFoundError, match="nope"):
         build_dataset(cfg)
+
+
+def _batches(n, **kw):
+    cfg = DataConfig(
+        kind="synthetic",
+        crop_size=32,
+        batch_size=8,
+        scales=[4],
+        synthetic_count=16,
+        degradation="mild",
+        **kw,
+    )
+    stream, g = BatchStream(cfg, "cpu"), torch.Generator().manual_seed(0)
+    return [stream.next(g) for _ in range(n)]
+
+
+def test_clean_fraction_mixes_plain_bicubic_samples_in():
+    from flowmapsr.convert import model_to_unit, unit_to_model
+    from flowmapsr.data.degradations import Degradation
+    from flowmapsr.resize import upsample_source
+
+    mild = _batches(2)
+    mixed = _batches(2, clean_fraction=0.5)
+    allclean = _batches(1, clean_fraction=1.0)[0]
+    bicubic = Degradation.from_preset("bicubic")
+    hr = model_to_unit(allclean.hr)
+    lr, _ = bicubic(hr, 4, [torch.Generator() for _ in range(hr.shape[0])])
+    want = unit_to_model(upsample_source(lr.clamp(0, 1), (32, 32)))
+    torch.testing.assert_close(allclean.src, want)
+    n_clean = 0
+    for m, x in zip(mild, mixed):
+        assert torch.equal(m.hr, x.hr)  # same images, same order
+        same = [torch.equal(m.src[k], x.src[k]) for k in range(m.src.shape[0])]
+        n_clean += same.count(False)
+    assert 0 < n_clean < 16  # some samples replaced, not all
+
+
+def test_clean_fraction_out_of_range_is_an_error():
+    with pytest.raises(ValueError, match="clean_fraction"):
+        _batches(1, clean_fraction=1.5)

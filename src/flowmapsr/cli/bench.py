@@ -41,6 +41,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--metrics", default=None, help="default psnr,ssim,niqe (niqe without --hr)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N images (sorted)")
     p.add_argument("--grid", type=int, default=4, help="images in the crop grid (default 4)")
+    p.add_argument(
+        "--grid-methods",
+        default=None,
+        help="methods shown in the crop grid, same syntax as --methods (default: all)",
+    )
     p.add_argument("--threads", type=int, default=None, help="CPU threads for every method")
     p.add_argument("--title", default=None, help="report title (default: the LR folder name)")
     p.add_argument("--save-images", action="store_true", help="also write OUT/images/<method>/")
@@ -69,13 +74,22 @@ def run(args: argparse.Namespace) -> int:
             return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        from flowmapsr.peers.methods import parse_methods
+    from flowmapsr.peers.methods import parse_methods
 
-        parse_methods(args.methods)
-    except ValueError as err:
-        _err(f"error: --methods: {err}")
-        return 2
+    for flag, text in (("--methods", args.methods), ("--grid-methods", args.grid_methods)):
+        try:
+            if text is not None:
+                parse_methods(text)
+        except ValueError as err:
+            _err(f"error: {flag}: {err}")
+            return 2
+    if args.grid_methods is not None:
+        extra = {s.label for s in parse_methods(args.grid_methods)} - {
+            s.label for s in parse_methods(args.methods)
+        }
+        if extra:
+            _err(f"error: --grid-methods: not in --methods: {', '.join(sorted(extra))}")
+            return 2
     try:
         results, n_errors = run_bench(
             args.lr,
@@ -90,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             save_images=args.save_images,
             report=_err,
             title=args.title,
+            grid_methods=args.grid_methods,
             command="flowmapsr " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else None,
         )
     except (NotADirectoryError, FileNotFoundError) as err:

@@ -126,11 +126,22 @@ def run_bench(
     report: Callable[[str], None] = print,
     command: str | None = None,
     title: str | None = None,
+    grid_methods: str | None = None,
 ) -> tuple[dict, int]:
-    """Run the bench; returns ``(results, number of errors)`` after writing the report files."""
+    """Run the bench; returns ``(results, number of errors)`` after writing the report files.
+
+    ``grid_methods`` (same syntax as ``methods``): the methods shown in the crop grid, between
+    the LR and HR columns (default: all of them).
+    """
     from flowmapsr.peers.methods import build_method, parse_methods
 
     specs = parse_methods(methods)
+    in_grid = {s.label for s in specs}
+    if grid_methods:
+        in_grid = {s.label for s in parse_methods(grid_methods)}
+        missing = sorted(in_grid - {s.label for s in specs})
+        if missing:
+            raise ValueError(f"grid method(s) not in the method list: {', '.join(missing)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     images, errors = collect_images(lr_dir, hr_dir, limit)
@@ -262,7 +273,7 @@ def run_bench(
                 out, ref, metrics, entry["errors"], where, grey
             )
             n_errors += len(entry["errors"]) - n_before
-            if i in crops:
+            if i in crops and label in in_grid:
                 top, left, side = boxes[i]
                 crops[i].append((label, out[..., top : top + side, left : left + side]))
             if save_images:

@@ -30,6 +30,9 @@ class DataConfig:
     batch_size: int = 8  # per process, per micro-batch
     scales: list[int] = field(default_factory=lambda: [4])  # one drawn per batch
     degradation: str = "bicubic"  # preset of flowmapsr.data.degradations (realesrgan|mild|bicubic)
+    # Fraction of samples degraded by the plain MATLAB-bicubic preset instead: a model trained on
+    # real-world degradations alone over-smooths clean bicubic LR (Set5/Set14-style inputs).
+    clean_fraction: float = 0.0
     negatives: bool = False  # build hr_neg (mildly re-degraded HR) for guidance
     source_noise: float = 0.0  # σ of Gaussian noise on the path's source (cond.source stays clean)
     synthetic_count: int = 512  # images in the synthetic set

@@ -208,6 +208,14 @@ class BatchStream:
             len(self.dataset), config.batch_size, config.seed, rank, world
         )
         self.degrade, self.negative, self.description = build_degradation(config)
+        if not 0.0 <= config.clean_fraction <= 1.0:
+            raise ValueError(f"data.clean_fraction must be in [0, 1], got {config.clean_fraction}")
+        self.clean = None
+        if config.clean_fraction > 0:
+            from flowmapsr.data.degradations import Degradation
+
+            self.clean = Degradation.from_preset("bicubic")
+            self.description += f", {config.clean_fraction:.0%} plain bicubic"
         self.consumed_epoch, self.consumed_batch = 0, 0
         self._iter = None
 
@@ -245,6 +253,18 @@ class BatchStream:
             for e, i in zip(raw["epoch"], raw["index"])
         ]
         lr, _ = self.degrade(hr, scale, gens)
+        if c.clean_fraction > 0:
+            # Drawn per sample from its own stream (tag 41), so the choice is resumable and
+            # independent of the batch composition; the degraded draws above are unchanged.
+            clean = [
+                float(torch.rand((1,), generator=make_generator(c.seed, 41, e, i)))
+                < c.clean_fraction
+                for e, i in zip(raw["epoch"], raw["index"])
+            ]
+            idx = [k for k, flag in enumerate(clean) if flag]
+            if idx:
+                lr = lr.clone()
+                lr[idx] = self.clean(hr[idx], scale, [gens[k] for k in idx])[0]
         lr = lr.clamp(0, 1)
         src = upsample_source(lr, tuple(hr.shape[-2:]))
         hr_neg = None
