@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from flowmapsr.metrics.report import crop_grid, make_plots, markdown_table, pick_crop
+from flowmapsr.metrics.report import (
+    crop_grid,
+    knob_sweeps,
+    make_plots,
+    markdown_table,
+    pick_crop,
+)
 
 
 def _results():
@@ -55,3 +61,44 @@ def test_crop_grid_layout(gen):
     cells = [("a", torch.rand(1, 3, 8, 8, generator=gen)), ("b", torch.rand(1, 3, 32, 32))]
     grid = crop_grid([("img1", cells), ("img2", cells)], cell=64)
     assert grid.size == (2 * (64 + 4) + 4, 18 + 2 * (64 + 18 + 4) + 4)
+
+
+def _knob_results():
+    def run(steps, omega, lora, psnr, niqe, model="built-in"):
+        st = {"model": model, "steps": steps, "guidance": omega, "lora_scale": lora}
+        return {
+            "kind": "flowmapsr",
+            "nfe": steps,
+            "settings": st,
+            "metrics": {"psnr": psnr, "niqe": niqe},
+            "sec_per_mp": 0.5,
+        }
+
+    return {
+        "settings": {"lr": "x"},
+        "methods": {
+            "bicubic": {"kind": "bicubic", "nfe": 0, "metrics": {"psnr": 27.0, "niqe": 9.0}},
+            "a": run(1, 1.0, 1.0, 27.3, 8.0),
+            "b": run(2, 1.0, 1.0, 27.2, 7.8),
+            "c": run(4, 1.0, 1.0, 27.1, 7.7),
+            "d": run(1, 3.5, 1.0, 27.0, 7.0),
+            "e": run(1, 1.0, 0.0, 27.2, 8.5),
+            "f": run(1, 1.0, 2.0, 26.8, 6.5),
+            "g": run(2, 1.0, 1.0, 20.0, 5.0, model="other"),  # another model: no sweep with b
+        },
+    }
+
+
+def test_knob_sweeps_group_runs_that_differ_in_one_knob():
+    sweeps = knob_sweeps(_knob_results()["methods"])
+    assert sorted((k, [lb for _, lb in m]) for k, m in sweeps) == [
+        ("guidance", ["a", "d"]),
+        ("lora_scale", ["e", "a", "f"]),
+        ("steps", ["a", "b", "c"]),
+    ]
+
+
+def test_perception_distortion_plot_with_sweeps(tmp_path):
+    names = make_plots(_knob_results(), tmp_path, report=lambda m: None)
+    assert "perception_distortion.png" in names
+    assert (tmp_path / "perception_distortion.png").stat().st_size > 1000

@@ -218,6 +218,7 @@ def run_bench(
         entry = {
             "kind": spec.kind,
             "options": spec.options,
+            "settings": method.settings,
             "nfe": method.nfe,
             "metrics": {},
             "sec_per_mp": None,

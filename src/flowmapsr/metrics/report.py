@@ -108,6 +108,35 @@ def _savefig(fig, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+KNOBS = {"steps": "NFE", "guidance": "ω", "lora_scale": "LoRA scale"}
+
+
+def knob_sweeps(methods: dict) -> list[tuple[str, list[tuple[float, str]]]]:
+    """flowmapsr runs that differ in one knob only, as ``(knob, [(value, label), ...])``.
+
+    Knobs: NFE (``steps``), guidance ω and LoRA scale, read from each entry's resolved
+    ``settings`` (so ``flowmapsr:steps=1`` and ``flowmapsr:steps=1,guidance=1`` are the same
+    point when the model's default ω is 1). A sweep needs ≥ 2 distinct values; values sorted.
+    """
+    runs = {
+        label: e["settings"]
+        for label, e in methods.items()
+        if e.get("kind") == "flowmapsr" and isinstance(e.get("settings"), dict)
+    }
+    sweeps = []
+    for knob in KNOBS:
+        groups: dict[tuple, dict[float, str]] = {}
+        for label, st in runs.items():
+            if st.get(knob) is None:
+                continue
+            rest = tuple(sorted((k, str(v)) for k, v in st.items() if k != knob))
+            groups.setdefault(rest, {}).setdefault(float(st[knob]), label)
+        for members in groups.values():
+            if len(members) >= 2:
+                sweeps.append((knob, sorted(members.items())))
+    return sweeps
+
+
 def make_plots(results: dict, out_dir: str | Path, report=print) -> list[str]:
     """Quality vs NFE, the perception–distortion plane (PSNR vs NIQE) and quality vs time.
 
@@ -185,13 +214,43 @@ def make_plots(results: dict, out_dir: str | Path, report=print) -> list[str]:
         written.append("quality_vs_time.png")
 
     if {"psnr", "niqe"} <= set(quality):
-        fig, ax = plt.subplots(figsize=(5, 4))
+        fig, ax = plt.subplots(figsize=(6.5, 5))
         xs, ys, labels = [], [], []
         for label, e in methods.items():
             p, n = e["metrics"].get("psnr"), e["metrics"].get("niqe")
             if p is not None and n is not None:
                 xs.append(p), ys.append(n), labels.append(label)
         annotate(ax, xs, ys, labels)
+        # Knob sweeps: a line per knob through the runs that differ only in it, arrow towards
+        # the larger value, so the plot shows which way each knob moves the output.
+        for k, (knob, members) in enumerate(knob_sweeps(methods)):
+            pts = [
+                (methods[lb]["metrics"].get("psnr"), methods[lb]["metrics"].get("niqe"), v)
+                for v, lb in members
+            ]
+            pts = [p for p in pts if p[0] is not None and p[1] is not None]
+            if len(pts) < 2:
+                continue
+            colour = f"C{k % 10}"
+            vals = "→".join(f"{v:g}" for *_, v in pts)
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                "-",
+                color=colour,
+                lw=1.2,
+                alpha=0.8,
+                label=f"{KNOBS[knob]} {vals}",
+            )
+            for a, b in zip(pts, pts[1:]):
+                ax.annotate(
+                    "",
+                    xy=b[:2],
+                    xytext=a[:2],
+                    arrowprops={"arrowstyle": "->", "color": colour, "lw": 1.2},
+                )
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, title="knob sweeps", title_fontsize=7)
         ax.set_xlabel("PSNR-Y (dB) ↑  (distortion)")
         ax.set_ylabel("NIQE ↓  (perception)")
         ax.set_title("perception–distortion plane (better: lower right)", fontsize=9)

@@ -104,8 +104,16 @@ def _add_option(spec: MethodSpec, token: str) -> None:
 class Method:
     """A ready-to-run method: ``method(lr, scale) → sr``; ``nfe`` network evaluations per image."""
 
-    def __init__(self, spec: MethodSpec, fn: Callable[[torch.Tensor, int], torch.Tensor], nfe):
+    def __init__(
+        self,
+        spec: MethodSpec,
+        fn: Callable[[torch.Tensor, int], torch.Tensor],
+        nfe,
+        settings: dict | None = None,
+    ):
         self.spec, self._fn, self.nfe = spec, fn, nfe
+        # Every knob with the value it runs at (defaults resolved), for reports and plots.
+        self.settings = dict(settings if settings is not None else spec.options)
 
     @property
     def label(self) -> str:
@@ -162,5 +170,16 @@ def build_method(spec: MethodSpec, pipelines: dict | None = None) -> Method:
         def run_flow(lr: torch.Tensor, scale: int) -> torch.Tensor:
             return pipe.upscale_tensor(lr, scale=scale, **opts).clamp_(0.0, 1.0)
 
-        return Method(spec, run_flow, steps)
+        pcfg = getattr(pipe, "config", None)
+        has_lora = getattr(pcfg, "lora", None) is not None
+        settings = {
+            "model": model or "built-in",
+            **opts,
+            "steps": steps,
+            "guidance": opts.get("guidance", getattr(pcfg, "guidance", 1.0)),
+            "lora_scale": opts.get("lora_scale", getattr(pcfg, "lora_scale", 1.0))
+            if has_lora
+            else None,
+        }
+        return Method(spec, run_flow, steps, settings)
     raise ValueError(f"unknown method {spec.kind!r}")  # parse_methods already refuses these
