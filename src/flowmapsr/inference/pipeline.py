@@ -52,7 +52,10 @@ class PipelineConfig:
     guidance: float = 1.0  # default ω
     grid: str = "uniform"  # time grid kind (see solvers.time_grid)
     source_noise: float = 0.0  # σ of Gaussian noise added to the upsampled LR at t = 1
-    border_pad: int = 32  # HR pixels of reflect padding around the image at inference (tiling.py)
+    # HR pixels of reflect padding around the image at inference (tiling.py). 8 rather than more:
+    # on RealSR (30 images) and Set14 the 1-NFE PSNR-Y is the same within 0.005 dB for 0, 8, 16
+    # and 32, while 32 costs 27 % more time on a 512² output.
+    border_pad: int = 8
     info: dict = field(default_factory=dict)  # provenance: recipe, steps, data, wall time …
 
 
