@@ -26,3 +26,16 @@ def load_pipeline_or_none(command: str, model, device: str, precision: str):
     except (ValueError, RuntimeError, OSError) as exc:
         err(f"cannot load model from {model or BUILTIN_DIR}: {exc}")
     return None
+
+
+def run_standalone(command: str, add_parser, run, argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``) as ``flowmapsr COMMAND ...`` and run it.
+
+    For commands that are also started on their own (``python -m flowmapsr.cli.train`` under
+    ``accelerate launch``), so that they parse exactly as under the ``flowmapsr`` dispatcher.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="flowmapsr")
+    add_parser(parser.add_subparsers(dest="command"))
+    return run(parser.parse_args([command, *(sys.argv[1:] if argv is None else argv)]))

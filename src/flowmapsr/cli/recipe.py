@@ -77,10 +77,9 @@ def run(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run this command alone (`python -m flowmapsr.cli.recipe`), e.g. under accelerate launch."""
-    parser = argparse.ArgumentParser(prog="flowmapsr")
-    sub = parser.add_subparsers(dest="command")
-    add_parser(sub)
-    return run(parser.parse_args(["recipe", *(sys.argv[1:] if argv is None else argv)]))
+    from flowmapsr.cli.common import run_standalone
+
+    return run_standalone("recipe", add_parser, run, argv)
 
 
 if __name__ == "__main__":

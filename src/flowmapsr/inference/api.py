@@ -19,7 +19,6 @@ import torch
 
 from flowmapsr.inference.images import Picture, picture_from_pil, picture_to_pil
 from flowmapsr.inference.pipeline import SRPipeline, model_scale_for, output_size
-from flowmapsr.inference.tiling import upscale_tiled
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # BT.601 luma weights, as Pillow's RGB → L conversion uses.
@@ -105,20 +104,8 @@ def upscale_picture(
         q = q.numpy().astype(dtype)
         out[y0 : y0 + q.shape[0]] = q[:, :, 0] if pic.grey else q
 
-    pipe.set_lora_scale(lora_scale)
-    g = torch.Generator().manual_seed(int(seed))
-    upscale_tiled(
-        pipe,
-        lr,
-        ms,
-        sink,
-        steps=steps,
-        guidance=guidance,
-        generator=g,
-        tile=tile,
-        overlap=overlap,
-        color_fix=color_fix,
-        on_tile=on_tile,
+    pipe.upscale_to_sink(
+        lr, ms, sink, steps, guidance, lora_scale, seed, tile, overlap, color_fix, on_tile
     )
     del lr
     size = output_size(h, w, scale)

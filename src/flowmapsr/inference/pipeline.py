@@ -226,6 +226,42 @@ class SRPipeline:
         return flowmap_solve(self.inference_net(), x, grid, cond)
 
     @torch.no_grad()
+    def upscale_to_sink(
+        self,
+        lr: torch.Tensor,
+        model_scale: int,
+        sink,
+        steps: int | None = None,
+        guidance: float | None = None,
+        lora_scale: float | None = None,
+        seed: int = 0,
+        tile: int | None = None,
+        overlap: int | None = None,
+        color_fix: str = "none",
+        on_tile=None,
+    ) -> None:
+        """Upscale ``lr`` ``(B, 3, h, w)`` in ``[0, 1]`` by the integer ``model_scale``, handing
+        the output to ``sink(y0, strip)`` strip by strip (see
+        :func:`flowmapsr.inference.tiling.upscale_tiled`). Every caller that keeps the output in
+        its own form (a float tensor, a uint8/uint16 array) goes through here.
+        """
+        self.set_lora_scale(lora_scale)
+        g = torch.Generator(device="cpu").manual_seed(int(seed))
+        upscale_tiled(
+            self,
+            lr,
+            model_scale,
+            sink,
+            steps=steps,
+            guidance=guidance,
+            generator=g,
+            tile=tile,
+            overlap=overlap,
+            color_fix=color_fix,
+            on_tile=on_tile,
+        )
+
+    @torch.no_grad()
     def upscale_tensor(
         self,
         lr: torch.Tensor,
@@ -246,7 +282,7 @@ class SRPipeline:
         ``wavelet`` or ``adain`` against the upsampled LR. ``seed`` seeds the source noise
         (drawn once for the whole image). ``on_tile(done, total)`` reports progress. The whole
         output is returned as one float tensor; for bounded memory on huge images use
-        :func:`flowmapsr.inference.tiling.upscale_tiled` with a sink (the CLI does).
+        :meth:`upscale_to_sink` (the CLI does).
         """
         h, w = lr.shape[-2:]
         ms = model_scale_for(scale, self.config.scales)
@@ -255,20 +291,8 @@ class SRPipeline:
         def sink(y0: int, strip: torch.Tensor) -> None:
             out[:, :, y0 : y0 + strip.shape[2]] = strip
 
-        self.set_lora_scale(lora_scale)
-        g = torch.Generator(device="cpu").manual_seed(int(seed))
-        upscale_tiled(
-            self,
-            lr,
-            ms,
-            sink,
-            steps=steps,
-            guidance=guidance,
-            generator=g,
-            tile=tile,
-            overlap=overlap,
-            color_fix=color_fix,
-            on_tile=on_tile,
+        self.upscale_to_sink(
+            lr, ms, sink, steps, guidance, lora_scale, seed, tile, overlap, color_fix, on_tile
         )
         size = output_size(h, w, scale)
         if size != (h * ms, w * ms):
