@@ -64,6 +64,21 @@ def test_grey_files_use_grey_values(gen):
     assert psnr(g, h).item() != pytest.approx(grey, abs=1e-3)  # Y = 16 + 219/255·v differs
 
 
+def test_grey_pair_with_a_colour_prediction_compares_luma(gen):
+    # A colour pipeline's output for a grey file has channels that differ by rounding: it must
+    # be compared on its luma, on the reference's grey scale (not on Y against grey values).
+    g = torch.rand(1, 1, 20, 20, generator=gen, dtype=torch.float64).expand(1, 3, 20, 20)
+    tint = torch.tensor([1e-3, 0.0, -1e-3], dtype=torch.float64).view(1, 3, 1, 1)
+    pred = g + tint
+    luma = (pred * torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64).view(1, 3, 1, 1)).sum(
+        1, keepdim=True
+    )
+    mse = ((luma - g[:, :1]) * 255).pow(2).mean().item()
+    got = create_metric("psnr")(pred, g, grey=torch.tensor([True])).item()
+    assert got == pytest.approx(psnr_from_mse(mse), rel=1e-9)
+    assert got > 55  # nearly identical images, not the ~17 dB of a Y-vs-grey mismatch
+
+
 def test_shape_checks(gen):
     x = torch.rand(1, 3, 16, 16, generator=gen)
     with pytest.raises(ValueError, match="differ"):

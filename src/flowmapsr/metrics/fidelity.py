@@ -32,15 +32,23 @@ def is_grey(x: torch.Tensor) -> torch.Tensor:
 def _y255(x: torch.Tensor, crop_border: int, grey: torch.Tensor | None = None) -> torch.Tensor:
     """``(B, 3, H, W)`` in [0, 1] → Y in [0, 255], float64, borders cropped: ``(B, 1, H', W')``.
 
-    Images flagged in ``grey`` ``(B,)`` (and whose channels are equal) use their grey value
-    instead of BT.601 Y.
+    Images flagged in ``grey`` ``(B,)`` use their grey value instead of BT.601 Y: the channel
+    itself when the channels are equal, else the full-range luma 0.299 R + 0.587 G + 0.114 B
+    (what a grey output of a colour pipeline is). The flag belongs to the *pair*, so the
+    prediction and the grey reference are always put on the same scale — a prediction whose
+    channels differ by rounding must not fall back to Y = 16 + 219/255·v against a reference
+    read as v.
     """
     x = x.double()
     y = rgb_to_y(x) * 255.0
     if grey is not None:
-        grey = grey.to(x.device) & is_grey(x)
+        grey = grey.to(x.device)
         if bool(grey.any()):
-            y = torch.where(grey.view(-1, 1, 1, 1), x[:, :1] * 255.0, y)
+            w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device)
+            luma = torch.where(
+                is_grey(x).view(-1, 1, 1, 1), x[:, :1], (x * w.view(1, 3, 1, 1)).sum(1, True)
+            )
+            y = torch.where(grey.view(-1, 1, 1, 1), luma * 255.0, y)
     if crop_border > 0:
         h, w = y.shape[-2:]
         if h <= 2 * crop_border or w <= 2 * crop_border:
