@@ -111,6 +111,39 @@ def test_adversarial_stage_trains_lora_and_the_discriminator_only(tmp_path, tiny
     assert y0.shape == y1.shape == (1, 3, 32, 32)
 
 
+def test_lazy_r1_r2_penalises_every_kth_discriminator_step(tmp_path, tiny, monkeypatch):
+    import flowmapsr.training.trainer as trainer_mod
+
+    gammas = []
+    real_loss = trainer_mod.discriminator_step_loss
+
+    def spy(disc, real, fake, source=None, gamma=1.0):
+        gammas.append(gamma)
+        return real_loss(disc, real, fake, source, gamma)
+
+    monkeypatch.setattr(trainer_mod, "discriminator_step_loss", spy)
+    base = train(resolve_config("flowmapsr-stage1-fm", tiny(tmp_path / "s1", "max_steps=1")))
+    cfg = resolve_config(
+        "flowmapsr-stage4-adversarial",
+        tiny(
+            tmp_path / "s4",
+            "max_steps=3",
+            f"init_from={base}",
+            "adversarial.disc.depth=2",
+            "adversarial.disc.channels=8",
+            "adversarial.lora.rank=2",
+            "adversarial.r_every=2",
+        ),
+    )
+    t = Trainer(cfg)
+    seen = []
+    for _ in range(3):
+        logs = t.train_step()
+        seen.append("r1" in logs and "r2" in logs)
+    assert seen == [True, False, True]  # steps 0 and 2 carry the penalty ...
+    assert gammas == [2.0, 0.0, 2.0]  # ... with γ · r_every (γ = 1 in the preset)
+
+
 def _cli(out: Path, tiny_args: list[str], max_steps: int) -> subprocess.Popen:
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     args = [

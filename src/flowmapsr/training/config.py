@@ -82,6 +82,7 @@ class AdversarialConfig:
     disc: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     gamma: float = 1.0  # R1/R2 weight: γ/2·(R1 + R2)
+    r_every: int = 1  # lazy R1/R2: penalise every r_every-th D step with γ·r_every (1 = every step)
     weight: float = 0.05  # generator adversarial-loss weight
     anchor_weight: float = 1.0  # self-distillation anchor (the stage's objective)
     nfe: list[int] = field(default_factory=lambda: [1])  # generator output X(src; 1 → 0) NFE(s)

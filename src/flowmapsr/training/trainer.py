@@ -93,10 +93,12 @@ class TrainStep(nn.Module):
         teacher,
         nfe: int = 1,
         fake: torch.Tensor | None = None,
+        gamma: float | None = None,
     ):
         adv = self.config.adversarial
         if mode == "d":
-            res = discriminator_step_loss(self.disc, batch.hr, fake, batch.cond.source, adv.gamma)
+            gamma = adv.gamma if gamma is None else gamma
+            res = discriminator_step_loss(self.disc, batch.hr, fake, batch.cond.source, gamma)
             return res.loss, res.logs, None
         autocast = torch.is_autocast_enabled(batch.hr.device.type)
         net = Float32Output(self.net) if autocast else self.net
@@ -389,7 +391,11 @@ class Trainer:
         self.sched.step()
         if adv.enabled:  # discriminator step on the same batch's detached sample
             self.opt_d.zero_grad(set_to_none=True)
-            d_loss, d_logs, _ = self.model("d", fb, self.gen, None, nfe, fake.detach())
+            # Lazy R1/R2 (StyleGAN2 §B): the penalty on every r_every-th step, scaled by r_every,
+            # has the same expectation; its double backward is most of a CPU step's time.
+            k = max(int(adv.r_every), 1)
+            gamma = adv.gamma * k if self.step % k == 0 else 0.0
+            d_loss, d_logs, _ = self.model("d", fb, self.gen, None, nfe, fake.detach(), gamma)
             self.acc.backward(d_loss)
             self.opt_d.step()
             self.sched_d.step()
