@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
 from flowmapsr.cli.main import main
 from flowmapsr.inference.pipeline import BUILTIN_DIR, SRPipeline
 
-pytestmark = pytest.mark.skipif(
-    not (BUILTIN_DIR / "config.json").is_file(), reason="no built-in model in this checkout"
-)
+
+def test_builtin_model_is_shipped_as_safetensors_under_30_mb():
+    names = sorted(p.name for p in BUILTIN_DIR.iterdir())
+    assert "config.json" in names and "model.safetensors" in names
+    assert all(n == "config.json" or n.endswith(".safetensors") for n in names)  # no pickles
+    assert sum(p.stat().st_size for p in BUILTIN_DIR.iterdir()) < 30 * 2**20
 
 
 def test_builtin_model_loads_and_serves_x4_and_x8():
