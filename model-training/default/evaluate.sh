@@ -13,7 +13,7 @@ M=${MODEL:+,model=$MODEL}
 FID="flowmapsr:steps=1,guidance=1,lora_scale=0$M"
 DEF="flowmapsr:steps=1$M"
 NFE2="flowmapsr:steps=2$M"
-REAL=${REALISM:-"flowmapsr:steps=1,guidance=3.5,lora_scale=2$M"}
+REAL=${REALISM:-"flowmapsr:steps=1,lora_scale=1.25$M"}
 KNOBS="flowmapsr:steps=4$M,flowmapsr:steps=1,guidance=2$M,flowmapsr:steps=1,guidance=3.5$M"
 KNOBS="$KNOBS,flowmapsr:steps=1,lora_scale=0.5$M,flowmapsr:steps=1,lora_scale=2$M"
 
