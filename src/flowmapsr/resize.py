@@ -64,7 +64,8 @@ def _upscale_last_axis_int(x: torch.Tensor, s: int) -> torch.Tensor:
     faster on a CPU: it is the SR source of every inference and training step.
     """
     n = x.shape[-1]
-    _, w = _axis_weights(n, n * s, float(s), False, x.device, torch.float64)
+    # Weights of the first s outputs (one period); later outputs repeat them, shifted.
+    _, w = _axis_weights(n, s, float(s), False, x.device, torch.float64)
     pad = 3
     # Taps of output p (0 ≤ p < s), unmirrored: left_p + k; rebased onto the padded axis.
     x_pos = torch.arange(1, s + 1, device=x.device, dtype=torch.float64) / s + 0.5 * (1 - 1 / s)

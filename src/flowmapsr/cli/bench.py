@@ -83,13 +83,6 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as err:
             _err(f"error: {flag}: {err}")
             return 2
-    if args.grid_methods is not None:
-        extra = {s.label for s in parse_methods(args.grid_methods)} - {
-            s.label for s in parse_methods(args.methods)
-        }
-        if extra:
-            _err(f"error: --grid-methods: not in --methods: {', '.join(sorted(extra))}")
-            return 2
     try:
         results, n_errors = run_bench(
             args.lr,
@@ -108,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
             command="flowmapsr " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else None,
         )
     except (NotADirectoryError, FileNotFoundError) as err:
+        _err(f"error: {err}")
+        return 2
+    except ValueError as err:  # run_bench checks its arguments before any work
         _err(f"error: {err}")
         return 2
     print(f"wrote {args.out}/results.json and results.md ({len(results['methods'])} methods)")

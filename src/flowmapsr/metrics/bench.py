@@ -141,7 +141,7 @@ def run_bench(
         in_grid = {s.label for s in parse_methods(grid_methods)}
         missing = sorted(in_grid - {s.label for s in specs})
         if missing:
-            raise ValueError(f"grid method(s) not in the method list: {', '.join(missing)}")
+            raise ValueError(f"--grid-methods: not in --methods: {', '.join(missing)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     images, errors = collect_images(lr_dir, hr_dir, limit)

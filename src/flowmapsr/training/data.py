@@ -263,7 +263,6 @@ class BatchStream:
             ]
             idx = [k for k, flag in enumerate(clean) if flag]
             if idx:
-                lr = lr.clone()
                 lr[idx] = self.clean(hr[idx], scale, [gens[k] for k in idx])[0]
         lr = lr.clamp(0, 1)
         src = upsample_source(lr, tuple(hr.shape[-2:]))
