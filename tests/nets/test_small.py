@@ -51,3 +51,24 @@ def test_without_source_concat():
     net = build_net({"type": "small", "channels": 8, "blocks": 1, "concat_source": False})
     x = torch.randn(1, 3, 8, 8)
     assert net(x, torch.ones(1), torch.zeros(1)).shape == x.shape
+
+
+def test_first_jump_fold_matches_the_concatenated_input():
+    # x is the source itself on a solve's first jump: the net folds conv_in's two input halves.
+    torch.manual_seed(0)
+    net = build_net({"type": "small", "channels": 16, "blocks": 2}).double()
+    for p in net.parameters():  # zero-initialised layers would hide a wrong fold
+        torch.nn.init.normal_(p, std=0.2)
+    src = torch.randn(2, 3, 16, 20, dtype=torch.float64)
+    t, r = torch.full((2,), 1.0, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+    cond = Condition(source=src, omega=torch.ones(2), prompt=torch.ones(2, dtype=torch.long))
+    cond.omega = cond.omega.double()
+    folded = net(src, t, r, cond)
+    g_folded = torch.autograd.grad(folded.square().sum(), net.conv_in.weight)[0]
+    plain = net(src.clone(), t, r, cond)
+    g_plain = torch.autograd.grad(plain.square().sum(), net.conv_in.weight)[0]
+    torch.testing.assert_close(folded, plain, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(g_folded, g_plain, rtol=1e-10, atol=1e-12)
+    # A different x must not take the folded path.
+    other = net(src + 0.5, t, r, cond)
+    assert (other - folded).abs().max() > 1e-3

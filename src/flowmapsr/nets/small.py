@@ -88,12 +88,21 @@ class SmallFlowMapNet(nn.Module):
         if x.shape[-1] % k or x.shape[-2] % k:
             raise ValueError(f"small net needs H and W divisible by {k}, got {tuple(x.shape[-2:])}")
         h = F.pixel_unshuffle(x, k)
+        emb = self.embed(t, r, cond, n, x.device).to(x.dtype)
         if c.concat_source:
             if cond is None or cond.source is None:
                 raise ValueError("this network concatenates the source image: pass cond.source")
-            h = torch.cat([h, F.pixel_unshuffle(cond.source.to(x.dtype), k)], dim=1)
-        emb = self.embed(t, r, cond, n, x.device).to(x.dtype)
-        h = self.conv_in(h)
+            if cond.source is x and type(self.conv_in) is nn.Conv2d:  # (not LoRA-wrapped)
+                # The first jump of a solve starts at the source itself: conv(cat(h, h), W) equals
+                # conv(h, W_x + W_src), half of conv_in's work (the same function, so gradients
+                # are the same too).
+                d = h.shape[1]
+                w = self.conv_in.weight
+                h = F.conv2d(h, w[:, :d] + w[:, d:], self.conv_in.bias, padding=1)
+            else:
+                h = self.conv_in(torch.cat([h, F.pixel_unshuffle(cond.source.to(x.dtype), k)], 1))
+        else:
+            h = self.conv_in(h)
         for block in self.blocks:
             h = block(h, emb)
         return F.pixel_shuffle(self.conv_out(F.silu(h)), k)
