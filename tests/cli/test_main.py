@@ -10,7 +10,7 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for name in ("upscale", "degrade", "eval", "bench", "train", "recipe", "serve"):
+    for name in ("upscale", "degrade", "eval", "bench", "train", "recipe", "export", "serve"):
         assert name in out
 
 

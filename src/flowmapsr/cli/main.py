@@ -14,7 +14,7 @@ import sys
 from flowmapsr import __version__
 
 # Sub-commands, in the order ``--help`` lists them.
-COMMANDS = ["upscale", "degrade", "eval", "bench", "train", "recipe", "serve"]
+COMMANDS = ["upscale", "degrade", "eval", "bench", "train", "recipe", "export", "serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:

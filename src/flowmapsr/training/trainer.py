@@ -28,7 +28,7 @@ from torch import nn
 
 from flowmapsr.config import from_dict, save_json, to_dict
 from flowmapsr.flowmap import PROMPT_POS, Condition
-from flowmapsr.inference.pipeline import PipelineConfig, SRPipeline
+from flowmapsr.inference.pipeline import SRPipeline
 from flowmapsr.inference.solvers import flowmap_solve, time_grid
 from flowmapsr.nets import build_net
 from flowmapsr.nets.discriminator import Discriminator
@@ -41,6 +41,7 @@ from flowmapsr.training import checkpoint as ckpt
 from flowmapsr.training.config import TrainConfig
 from flowmapsr.training.data import BatchStream, TrainBatch, mix_seed
 from flowmapsr.training.ema import EMA
+from flowmapsr.training.export import pipeline_config
 from flowmapsr.training.runlog import CSVLog, Progress, TensorBoardLog
 from flowmapsr.training.validation import load_validation_set, run_validation
 
@@ -335,17 +336,7 @@ class Trainer:
             "init": self.init_note,
             "perceptual": self.perceptual_note,
         }
-        pcfg = PipelineConfig(
-            net=to_dict(c.net),
-            lora=c.adversarial.lora if c.adversarial.enabled else None,
-            lora_scale=c.export.lora_scale,
-            scales=list(c.data.scales),
-            steps=c.export.steps,
-            guidance=c.export.guidance,
-            source_noise=c.data.source_noise,
-            info=info,
-        )
-        return SRPipeline(self.ema.shadow, pcfg)
+        return SRPipeline(self.ema.shadow, pipeline_config(c, info))
 
     def validate(self) -> dict:
         c = self.config
