@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from flowmapsr.training import checkpoint as ckpt
@@ -56,3 +57,13 @@ def test_rng_states_restore_every_generator():
     ckpt.restore_rng(saved, {"train": g})
     assert torch.equal(torch.rand(4, generator=g), a)
     assert torch.equal(torch.rand(4), a_global)
+
+
+def test_a_damaged_weight_file_is_a_one_line_error(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.ones(64)}, str(tmp_path / "ema.safetensors"))
+    data = (tmp_path / "ema.safetensors").read_bytes()
+    (tmp_path / "ema.safetensors").write_bytes(data[:20])  # truncated, as by a full disk
+    with pytest.raises(ValueError, match="ema.safetensors: not a readable safetensors file"):
+        ckpt.read_tensors(tmp_path, "ema")

@@ -136,7 +136,10 @@ def read_tensors(folder: Path, name: str) -> dict[str, torch.Tensor]:
     path = folder / f"{name}.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {folder}: missing {path.name}")
-    return load_file(str(path))
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own error type for a damaged file
+        raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
 
 
 def read_json(folder: Path, name: str) -> dict:
