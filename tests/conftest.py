@@ -38,3 +38,15 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip("../shared/data is not present")
     return path
+
+
+@pytest.fixture
+def perceptual_weights() -> Path:
+    """The fetched LPIPS / DISTS weights folder; skips (saying how to fetch) when incomplete."""
+    from flowmapsr.pretrained import list_weights
+
+    rows = list_weights()
+    missing = [r["name"] for r in rows if not r["present"]]
+    if missing:
+        pytest.skip(f"perceptual weights {missing} absent: run `flowmapsr weights fetch all`")
+    return Path(rows[0]["path"]).parent

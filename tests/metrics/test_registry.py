@@ -22,27 +22,31 @@ def test_unknown_metric_names_the_known_ones():
         create_metric("psnrr")
 
 
-@pytest.mark.parametrize("name", ["lpips", "dists", "fid"])
-def test_missing_package_is_reported(monkeypatch, name):
+def test_fid_without_its_package_is_reported(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(
         learned.importlib.util,
         "find_spec",
-        lambda mod, *a: None if mod in {"lpips", "DISTS_pytorch", "torchmetrics"} else real(mod),
+        lambda mod, *a: None if mod in {"torchmetrics"} else real(mod),
     )
-    with pytest.raises(MetricUnavailable, match=f"{name}: needs the package"):
+    with pytest.raises(MetricUnavailable, match="fid: needs the package"):
+        create_metric("fid")
+
+
+@pytest.mark.parametrize("name", ["lpips", "lpips-vgg", "dists"])
+def test_missing_perceptual_weights_name_the_fetch_command(monkeypatch, tmp_path, name):
+    monkeypatch.setenv("FLOWMAPSR_WEIGHTS_DIR", str(tmp_path))
+    with pytest.raises(MetricUnavailable, match="flowmapsr weights fetch"):
         create_metric(name)
 
 
-def test_missing_weights_are_reported(monkeypatch, tmp_path):
+def test_missing_fid_weights_are_reported(monkeypatch, tmp_path):
     # Pretend every package is importable: the weight file is then what is missing.
     monkeypatch.setattr(learned.importlib.util, "find_spec", lambda mod, *a: object())
     monkeypatch.setenv("FLOWMAPSR_WEIGHTS_DIR", str(tmp_path))
     monkeypatch.setattr(learned.torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    with pytest.raises(MetricUnavailable, match=learned.ALEXNET_WEIGHTS):
-        create_metric("lpips")
     with pytest.raises(MetricUnavailable, match=learned.INCEPTION_WEIGHTS):
         create_metric("fid")
-    assert learned.find_weights(learned.VGG16_WEIGHTS) is None
-    (tmp_path / learned.VGG16_WEIGHTS).write_bytes(b"x")
-    assert learned.find_weights(learned.VGG16_WEIGHTS) == tmp_path / learned.VGG16_WEIGHTS
+    assert learned.find_weights(learned.INCEPTION_WEIGHTS) is None
+    (tmp_path / learned.INCEPTION_WEIGHTS).write_bytes(b"x")
+    assert learned.find_weights(learned.INCEPTION_WEIGHTS) == tmp_path / learned.INCEPTION_WEIGHTS

@@ -38,7 +38,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="pixels cut from each side for the metrics (default 0, as for real-world crops; "
         "use the scale for Set5/Set14)",
     )
-    p.add_argument("--metrics", default=None, help="default psnr,ssim,niqe (niqe without --hr)")
+    p.add_argument(
+        "--metrics",
+        default=None,
+        help="default psnr,ssim,niqe + lpips,dists when their weights are fetched "
+        "(niqe without --hr)",
+    )
     p.add_argument("--limit", type=int, default=None, help="use only the first N images (sorted)")
     p.add_argument("--grid", type=int, default=4, help="images in the crop grid (default 4)")
     p.add_argument(

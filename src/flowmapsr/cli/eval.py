@@ -31,8 +31,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--metrics",
         default=None,
-        help="comma-separated names (default psnr,ssim,niqe with --ref, niqe without); "
-        "known: psnr, ssim, niqe, lpips, dists, fid",
+        help="comma-separated names (default psnr,ssim,niqe with --ref, + lpips,dists when "
+        "their weights are fetched; niqe without); "
+        "known: psnr, ssim, niqe, lpips, lpips-vgg, dists, fid",
     )
     p.add_argument("--json", metavar="FILE", help="write results as JSON")
     p.add_argument("--csv", metavar="FILE", help="write per-image values as CSV")

@@ -14,7 +14,17 @@ import sys
 from flowmapsr import __version__
 
 # Sub-commands, in the order ``--help`` lists them.
-COMMANDS = ["upscale", "degrade", "eval", "bench", "train", "recipe", "export", "serve"]
+COMMANDS = [
+    "upscale",
+    "degrade",
+    "eval",
+    "bench",
+    "train",
+    "recipe",
+    "export",
+    "weights",
+    "serve",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,10 +28,10 @@ from tqdm import tqdm
 
 from flowmapsr.metrics import memory
 from flowmapsr.metrics.evaluate import (
-    DEFAULT_FR,
     DEFAULT_NR,
     align_reference,
     build_metrics,
+    default_fr,
     evaluate_pair,
     summarise,
 )
@@ -149,7 +149,7 @@ def run_bench(
         report(e)
     if not images:
         raise FileNotFoundError(f"{lr_dir}: no images to bench")
-    names = list(metric_names or (DEFAULT_FR if hr_dir else DEFAULT_NR))
+    names = list(metric_names or (default_fr() if hr_dir else DEFAULT_NR))
     metrics, unavailable = build_metrics(names, crop_border, hr_dir is not None)
     for reason in unavailable.values():
         report(f"metric unavailable: {reason}")

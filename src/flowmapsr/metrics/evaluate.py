@@ -18,6 +18,19 @@ from flowmapsr.metrics.files import list_images, load_image, load_image_info, pa
 from flowmapsr.metrics.registry import Metric, MetricUnavailable, create_metric
 
 DEFAULT_FR = ("psnr", "ssim", "niqe")
+#: Full-reference perceptual metrics added to the defaults when their weights are in the cache.
+PERCEPTUAL_FR = ("lpips", "dists")
+
+
+def default_fr() -> tuple[str, ...]:
+    """``DEFAULT_FR`` plus LPIPS / DISTS where ``flowmapsr weights fetch`` has put their weights."""
+    from flowmapsr.pretrained.store import weight_path
+
+    need = {"lpips": ["alexnet"], "dists": ["vgg16", "dists"]}
+    extra = [m for m in PERCEPTUAL_FR if all(weight_path(w).is_file() for w in need[m])]
+    return DEFAULT_FR + tuple(extra)
+
+
 DEFAULT_NR = ("niqe",)
 
 
@@ -128,7 +141,7 @@ def evaluate_folders(
     report: Callable[[str], None] = print,
 ) -> EvalResult:
     """Evaluate every image in ``pred_dir`` (against ``ref_dir`` by stem when given)."""
-    names = list(names or (DEFAULT_FR if ref_dir else DEFAULT_NR))
+    names = list(names or (default_fr() if ref_dir else DEFAULT_NR))
     metrics, unavailable = build_metrics(names, crop_border, ref_dir is not None)
     result = EvalResult(unavailable=unavailable)
     for reason in unavailable.values():

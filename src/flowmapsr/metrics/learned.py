@@ -1,13 +1,15 @@
 """Metrics that need pretrained backbones: LPIPS, DISTS (per image) and FID (per image set).
 
-They run through their maintained packages (``lpips``, ``DISTS_pytorch``, ``torchmetrics`` with
-``torch-fidelity``) and only when the backbone weights are already on the machine: the packages
-would otherwise try to download them. ``create_metric`` raises ``MetricUnavailable`` naming what
+LPIPS (alex, vgg) and DISTS run on the project's plain-torch networks
+(:mod:`flowmapsr.nets.perceptual`) with the weights ``flowmapsr weights fetch`` puts in the cache
+(:mod:`flowmapsr.pretrained`). FID runs through ``torchmetrics`` with ``torch-fidelity`` and only
+when the Inception weights are already on the machine: the packages would otherwise try to
+download them. ``create_metric`` raises ``MetricUnavailable`` naming what
 is missing (a package, torchvision, or the weight file and where it was looked for), so a report
 says "unavailable" instead of showing a number that was never measured.
 
-Weights are looked for in ``$FLOWMAPSR_WEIGHTS_DIR`` and in torch hub's checkpoint folder
-(``torch.hub.get_dir()/checkpoints``), under the file names the packages download to.
+FID's weights are looked for in ``$FLOWMAPSR_WEIGHTS_DIR`` and in torch hub's checkpoint folder
+(``torch.hub.get_dir()/checkpoints``), under the file name torch-fidelity downloads to.
 """
 
 from __future__ import annotations
@@ -20,9 +22,7 @@ import torch
 
 from flowmapsr.metrics.registry import Metric, MetricUnavailable, register
 
-# File names under which torchvision / torch-fidelity cache these weights.
-ALEXNET_WEIGHTS = "alexnet-owt-7be5be79.pth"
-VGG16_WEIGHTS = "vgg16-397923af.pth"
+# File name under which torch-fidelity caches its Inception weights.
 INCEPTION_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"
 
 
@@ -64,61 +64,82 @@ def require(metric: str, packages: list[str], weights: list[str]) -> dict[str, P
     return found
 
 
-def _point_torch_hub_at(path: Path) -> None:
-    # torchvision loads cached weights from <hub dir>/checkpoints; point it at the folder found.
-    torch.hub.set_dir(str(path.parent.parent))
-    if path.parent.name != "checkpoints":
-        raise MetricUnavailable(
-            f"weights at {path} must sit in a folder named 'checkpoints' for torchvision"
-        )
+def _perceptual(build):
+    """Build a perceptual net from the cached weights, or ``MetricUnavailable`` naming the fetch."""
+    from flowmapsr.pretrained import WeightsMissing
+
+    try:
+        return build()
+    except WeightsMissing as err:
+        raise MetricUnavailable(str(err)) from None
+
+
+class _PerceptualMetric(Metric):
+    """Shared body: optional border crop, batched, on the images' device, float32."""
+
+    lower_better = True
+    full_reference = True
+    #: inputs the net expects: "signed" = [-1, 1] (LPIPS), "unit" = [0, 1] (DISTS)
+    value_range = "unit"
+
+    def __init__(self, crop_border: int = 0):
+        self.crop_border = int(crop_border)
+        self.net = _perceptual(self.build)
+
+    def build(self):
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def compute(self, pred: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
+        c = self.crop_border
+        if c > 0:
+            pred, ref = pred[..., c:-c, c:-c], ref[..., c:-c, c:-c]
+        net = self.net.to(pred.device)
+        pred, ref = pred.float(), ref.float()
+        if self.value_range == "signed":
+            pred, ref = pred * 2 - 1, ref * 2 - 1
+        return net(pred, ref).reshape(-1).double().cpu()
 
 
 @register("lpips")
-class LPIPS(Metric):
-    """LPIPS (Zhang et al. 2018), AlexNet variant, via the ``lpips`` package. Lower is better."""
+class LPIPS(_PerceptualMetric):
+    """LPIPS v0.1, AlexNet (the field's default column, as pyiqa's ``lpips``). Lower is better.
+
+    Plain-torch network (:class:`flowmapsr.nets.perceptual.LPIPSNet`) on the weights from
+    ``flowmapsr weights fetch lpips``.
+    """
 
     name = "lpips"
-    lower_better = True
-    full_reference = True
+    value_range = "signed"
 
-    def __init__(self, crop_border: int = 0):
-        found = require("lpips", ["lpips", "torchvision"], [ALEXNET_WEIGHTS])
-        _point_torch_hub_at(found[ALEXNET_WEIGHTS])
-        import lpips
+    def build(self):
+        from flowmapsr.nets.perceptual import LPIPSNet
 
-        self.crop_border = int(crop_border)
-        self.net = lpips.LPIPS(net="alex", verbose=False).eval()
+        return LPIPSNet("alex")
 
-    @torch.no_grad()
-    def compute(self, pred: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
-        c = self.crop_border
-        if c > 0:
-            pred, ref = pred[..., c:-c, c:-c], ref[..., c:-c, c:-c]
-        return self.net(pred.float(), ref.float(), normalize=True).reshape(-1).double()
+
+@register("lpips-vgg")
+class LPIPSVGG(LPIPS):
+    """LPIPS v0.1 on VGG16. Lower is better."""
+
+    name = "lpips-vgg"
+
+    def build(self):
+        from flowmapsr.nets.perceptual import LPIPSNet
+
+        return LPIPSNet("vgg")
 
 
 @register("dists")
-class DISTS(Metric):
-    """DISTS (Ding et al. 2020) through the ``DISTS_pytorch`` package. Lower is better."""
+class DISTS(_PerceptualMetric):
+    """DISTS (Ding et al. 2020) on the weights from ``flowmapsr weights fetch dists``."""
 
     name = "dists"
-    lower_better = True
-    full_reference = True
 
-    def __init__(self, crop_border: int = 0):
-        found = require("dists", ["DISTS_pytorch", "torchvision"], [VGG16_WEIGHTS])
-        _point_torch_hub_at(found[VGG16_WEIGHTS])
-        from DISTS_pytorch import DISTS as _DISTS
+    def build(self):
+        from flowmapsr.nets.perceptual import DISTSNet
 
-        self.crop_border = int(crop_border)
-        self.net = _DISTS().eval()
-
-    @torch.no_grad()
-    def compute(self, pred: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
-        c = self.crop_border
-        if c > 0:
-            pred, ref = pred[..., c:-c, c:-c], ref[..., c:-c, c:-c]
-        return self.net(ref.float(), pred.float(), batch_average=False).reshape(-1).double()
+        return DISTSNet()
 
 
 @register("fid")

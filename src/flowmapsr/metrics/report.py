@@ -37,7 +37,7 @@ def markdown_table(results: dict) -> str:
     names: list[str] = []
     for entry in methods.values():
         names += [n for n in entry["metrics"] if n not in names]
-    digits = {"ssim": 4, "lpips": 4, "dists": 4}
+    digits = {"ssim": 4, "lpips": 4, "lpips-vgg": 4, "dists": 4}
     head = ["method", "NFE", *(f"{n.upper()} {ARROWS[_lower_better(n)]}" for n in names)]
     # Resource columns; one that no method has (e.g. results from an older version) is left out.
     extra = [
@@ -213,11 +213,16 @@ def make_plots(results: dict, out_dir: str | Path, report=print) -> list[str]:
         plt.close(fig)
         written.append("quality_vs_time.png")
 
-    if {"psnr", "niqe"} <= set(quality):
+    # One perception–distortion plane per perception metric measured: PSNR against NIQE
+    # (no reference) and against LPIPS (full reference, when its weights are present).
+    planes = {"niqe": "perception_distortion.png", "lpips": "perception_distortion_lpips.png"}
+    for pm, name in planes.items():
+        if not {"psnr", pm} <= set(quality):
+            continue
         fig, ax = plt.subplots(figsize=(6.5, 5))
         xs, ys, labels = [], [], []
         for label, e in methods.items():
-            p, n = e["metrics"].get("psnr"), e["metrics"].get("niqe")
+            p, n = e["metrics"].get("psnr"), e["metrics"].get(pm)
             if p is not None and n is not None:
                 xs.append(p), ys.append(n), labels.append(label)
         annotate(ax, xs, ys, labels)
@@ -225,7 +230,7 @@ def make_plots(results: dict, out_dir: str | Path, report=print) -> list[str]:
         # the larger value, so the plot shows which way each knob moves the output.
         for k, (knob, members) in enumerate(knob_sweeps(methods)):
             pts = [
-                (methods[lb]["metrics"].get("psnr"), methods[lb]["metrics"].get("niqe"), v)
+                (methods[lb]["metrics"].get("psnr"), methods[lb]["metrics"].get(pm), v)
                 for v, lb in members
             ]
             pts = [p for p in pts if p[0] is not None and p[1] is not None]
@@ -252,13 +257,13 @@ def make_plots(results: dict, out_dir: str | Path, report=print) -> list[str]:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, title="knob sweeps", title_fontsize=7)
         ax.set_xlabel("PSNR-Y (dB) ↑  (distortion)")
-        ax.set_ylabel("NIQE ↓  (perception)")
+        ax.set_ylabel(f"{pm.upper()} ↓  (perception)")
         ax.set_title("perception–distortion plane (better: lower right)", fontsize=9)
         ax.grid(alpha=0.3)
-        _savefig(fig, out_dir / "perception_distortion.png")
+        _savefig(fig, out_dir / name)
         plt.close(fig)
-        written.append("perception_distortion.png")
-    elif quality:
+        written.append(name)
+    if quality and not {"psnr", "niqe"} <= set(quality):
         report("perception–distortion plot skipped: needs both PSNR (a reference) and NIQE")
     return written
 

@@ -1,10 +1,19 @@
-"""An optional perceptual term for the adversarial stage: LPIPS when available, else a stand-in.
+"""Perceptual loss terms: LPIPS, a VGG feature loss, TV-LPIPS; a named stand-in without weights.
 
-LPIPS (Zhang et al. 2018) needs pretrained AlexNet/VGG weights and the ``lpips`` package; none
-exist on machines without model hubs, and importing torchvision is not allowed here. So
-``kind: lpips`` is used only when the ``lpips`` package *and* torchvision are installed (their
-presence is checked with ``importlib.util.find_spec`` before anything is imported); otherwise the
-config's ``fallback`` is used and :func:`build_perceptual` says which one, for the log.
+All take images ``(B, 3, H, W)`` in ``[-1, 1]`` (the library's convention) and return ``(B,)``.
+The networks are :mod:`flowmapsr.nets.perceptual` on the weights of ``flowmapsr weights fetch``
+(:mod:`flowmapsr.pretrained`). Where the weights are absent, ``build_perceptual`` uses the
+config's ``fallback`` and says so in the description it returns (logged and recorded in the
+export's info).
+
+- ``lpips``: LPIPS v0.1 (alex or vgg). Reference: Zhang et al. 2018, Eq. 1.
+- ``vgg``: Real-ESRGAN-style feature loss, ``Σ_l w_l · mean|φ_l(x̂) − φ_l(x)|`` on VGG16 layers
+  (pre-activation ``conv*`` or ``relu*`` names; ImageNet mean/std on ``[0, 1]`` inputs).
+  Reference: Wang et al., Real-ESRGAN, ICCVW 2021, §3.3 (perceptual loss of ESRGAN, Eq. 1 of
+  Wang et al. 2018). Real-ESRGAN uses VGG19; only VGG16 weights exist here.
+- ``tv_lpips``: ``P(x̂, x) + γ·P(TV(x̂), TV(x))`` with ``TV(x) = |∂_h x| + |∂_w x|`` (both
+  differences cropped to ``(H − 1, W − 1)``), ``P`` = LPIPS. Reference: FluxSR (Li et al., ICML
+  2025), seed 003 Eq. 19–21.
 
 The stand-in ``sobel_l1`` is NOT a perceptual metric: it is an L1 distance on pixels and on Sobel
 gradients at 3 scales (an edge-fidelity proxy that punishes blur the way LPIPS partly does). It is
@@ -13,8 +22,7 @@ written here because it is four conv ops and no library ships it with this meani
 
 from __future__ import annotations
 
-import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -24,10 +32,21 @@ from torch import nn
 
 @dataclass
 class PerceptualConfig:
-    kind: Literal["none", "lpips", "sobel_l1"] = "none"
-    fallback: Literal["none", "sobel_l1"] = "sobel_l1"  # used when kind = lpips is unavailable
+    kind: Literal["none", "lpips", "vgg", "tv_lpips", "sobel_l1"] = "none"
+    fallback: Literal["none", "sobel_l1"] = "sobel_l1"  # used when the weights are absent
     weight: float = 0.0
-    lpips_net: str = "alex"
+    lpips_net: Literal["alex", "vgg"] = "alex"  # lpips and tv_lpips
+    tv_gamma: float = 1.0  # γ of TV-LPIPS
+    # vgg: layer name → weight (Real-ESRGAN's conv1_2…conv5_4 weights, moved to VGG16's layers)
+    vgg_layers: dict[str, float] = field(
+        default_factory=lambda: {
+            "conv1_2": 0.1,
+            "conv2_2": 0.1,
+            "conv3_3": 1.0,
+            "conv4_3": 1.0,
+            "conv5_3": 1.0,
+        }
+    )
 
 
 class SobelL1(nn.Module):
@@ -57,40 +76,92 @@ class SobelL1(nn.Module):
 
 
 class LPIPSLoss(nn.Module):
-    """The ``lpips`` package's LPIPS, per sample ``(B,)``; only built when it is installed."""
+    """LPIPS v0.1 per sample: ``(B, 3, H, W) × 2`` in ``[-1, 1]`` → ``(B,)``. Frozen net."""
 
     def __init__(self, net: str = "alex"):
         super().__init__()
-        import lpips  # noqa: PLC0415 - optional, guarded by find_spec
+        from flowmapsr.nets.perceptual import LPIPSNet
 
-        self.model = lpips.LPIPS(net=net, verbose=False).eval().requires_grad_(False)
-        self.name = f"lpips ({net})"
+        self.model = LPIPSNet(net)
+        self.name = f"lpips ({net}, pretrained)"
 
     def forward(self, x, y):
-        return self.model(x, y).flatten()
+        return self.model(x, y)
 
 
-def lpips_available() -> bool:
-    return all(importlib.util.find_spec(m) is not None for m in ("lpips", "torchvision"))
+def total_variation_map(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W) → (B, C, H − 1, W − 1)``: ``|∂_h x| + |∂_w x|`` (seed 003 Eq. 20)."""
+    dh = (x[..., 1:, :-1] - x[..., :-1, :-1]).abs()
+    dw = (x[..., :-1, 1:] - x[..., :-1, :-1]).abs()
+    return dh + dw
+
+
+class TVLPIPSLoss(nn.Module):
+    """TV-LPIPS ``P(x̂, x) + γ·P(TV x̂, TV x)`` per sample ``(B,)``. Reference: seed 003 Eq. 21."""
+
+    def __init__(self, net: str = "alex", gamma: float = 1.0):
+        super().__init__()
+        self.lpips = LPIPSLoss(net)
+        self.gamma = float(gamma)
+        self.name = f"tv_lpips ({net}, γ={gamma:g}, pretrained)"
+
+    def forward(self, x, y):
+        out = self.lpips(x, y)
+        if self.gamma:
+            out = out + self.gamma * self.lpips(total_variation_map(x), total_variation_map(y))
+        return out
+
+
+class VGGFeatureLoss(nn.Module):
+    """``Σ_l w_l · mean|φ_l(x̂) − φ_l(x)|`` on VGG16 layers; ``(B, 3, H, W) × 2`` → ``(B,)``."""
+
+    def __init__(self, layers: dict[str, float]):
+        super().__init__()
+        from flowmapsr.nets.perceptual import VGG16_LAYERS, vgg16_features
+
+        unknown = [k for k in layers if k not in VGG16_LAYERS]
+        if unknown:
+            raise ValueError(f"unknown VGG16 layer(s) {unknown}; known: {', '.join(VGG16_LAYERS)}")
+        self.names = list(layers)
+        self.weights = [float(layers[k]) for k in self.names]
+        self.net = vgg16_features([VGG16_LAYERS[k] for k in self.names])
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        self.name = "vgg features (" + ", ".join(f"{k}:{w:g}" for k, w in layers.items()) + ")"
+
+    def forward(self, x, y):
+        n = x.shape[0]
+        h = ((torch.cat([x, y]) + 1) / 2 - self.mean) / self.std
+        # taps come back in network order; pair them with their names in that order
+        order = sorted(range(len(self.names)), key=lambda i: self.net.taps[i])
+        feats = self.net(h)
+        total = x.new_zeros(n)
+        for f, i in zip(feats, order):
+            total = total + self.weights[i] * (f[:n] - f[n:]).abs().flatten(1).mean(1)
+        return total
 
 
 def build_perceptual(config: PerceptualConfig) -> tuple[nn.Module | None, str]:
     """The perceptual module (or None) and a one-line description of what is used, for the log."""
+    from flowmapsr.pretrained import WeightsMissing
+
     kind = config.kind
     if config.weight <= 0 or kind == "none":
         return None, "none"
-    if kind == "lpips":
-        if lpips_available():
-            try:
-                m = LPIPSLoss(config.lpips_net)
-                return m, m.name
-            except Exception as err:  # weights missing: fall back, and say why
-                reason = f"LPIPS failed to load ({type(err).__name__}: {err})"
-        else:
-            reason = "LPIPS unavailable (lpips/torchvision not installed)"
-        if config.fallback == "none":
-            return None, f"none ({reason})"
-        return SobelL1(), f"{SobelL1.name} ({reason})"
     if kind == "sobel_l1":
         return SobelL1(), SobelL1.name
-    raise ValueError(f"unknown perceptual kind '{kind}'")
+    builders = {
+        "lpips": lambda: LPIPSLoss(config.lpips_net),
+        "tv_lpips": lambda: TVLPIPSLoss(config.lpips_net, config.tv_gamma),
+        "vgg": lambda: VGGFeatureLoss(config.vgg_layers),
+    }
+    if kind not in builders:
+        raise ValueError(f"unknown perceptual kind '{kind}'")
+    try:
+        m = builders[kind]()
+        return m, m.name
+    except WeightsMissing as err:
+        reason = f"{kind} unavailable: {err}"
+    if config.fallback == "none":
+        return None, f"none ({reason})"
+    return SobelL1(), f"{SobelL1.name} ({reason})"
