@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+import torch
 
 from flowmapsr.metrics import MetricUnavailable, create_metric, learned, list_metrics
 
@@ -50,3 +51,26 @@ def test_missing_fid_weights_are_reported(monkeypatch, tmp_path):
     assert learned.find_weights(learned.INCEPTION_WEIGHTS) is None
     (tmp_path / learned.INCEPTION_WEIGHTS).write_bytes(b"x")
     assert learned.find_weights(learned.INCEPTION_WEIGHTS) == tmp_path / learned.INCEPTION_WEIGHTS
+
+
+@pytest.mark.parametrize("name", list_metrics())
+def test_every_metric_is_batched_and_ranks_a_degraded_image_worse(name, gen):
+    """Each registered metric, on what this machine has: ``(B,)`` values, batch = one by one,
+    and (full-reference) the reference itself scores better than a noisy copy."""
+    try:
+        m = create_metric(name)
+    except MetricUnavailable as err:
+        pytest.skip(str(err))
+    if m.set_metric:
+        pytest.skip("set metric: compared on image sets, not per image")
+    ref = torch.rand(2, 3, 96, 192, generator=gen)  # NIQE needs two 96² blocks
+    ref = torch.nn.functional.avg_pool2d(ref, 5, stride=1, padding=2)  # some structure
+    noisy = (ref + 0.15 * torch.randn(ref.shape, generator=gen)).clamp(0, 1)
+    out = m(noisy, ref if m.full_reference else None)
+    assert out.shape == (2,) and out.dtype == torch.float64 and torch.isfinite(out).all()
+    one = m(noisy[1:], ref[1:] if m.full_reference else None)
+    torch.testing.assert_close(one, out[1:], atol=1e-4, rtol=1e-4)
+    if m.full_reference:
+        clean = m(ref, ref)
+        worse = (out > clean) if m.lower_better else (out < clean)
+        assert worse.all()
