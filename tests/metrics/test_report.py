@@ -102,3 +102,13 @@ def test_perception_distortion_plot_with_sweeps(tmp_path):
     names = make_plots(_knob_results(), tmp_path, report=lambda m: None)
     assert "perception_distortion.png" in names
     assert (tmp_path / "perception_distortion.png").stat().st_size > 1000
+
+
+def test_lpips_gets_its_own_perception_distortion_plane(tmp_path):
+    res = _results()
+    for i, e in enumerate(res["methods"].values()):
+        e["metrics"].update(lpips=0.4 - 0.05 * i, dists=0.25 - 0.01 * i)
+    names = make_plots(res, tmp_path, report=lambda m: None)
+    assert {"perception_distortion.png", "perception_distortion_lpips.png"} <= set(names)
+    assert (tmp_path / "perception_distortion_lpips.png").stat().st_size > 1000
+    assert "LPIPS" in markdown_table(res) and "DISTS" in markdown_table(res)

@@ -138,7 +138,7 @@ def knob_sweeps(methods: dict) -> list[tuple[str, list[tuple[float, str]]]]:
 
 
 def make_plots(results: dict, out_dir: str | Path, report=print) -> list[str]:
-    """Quality vs NFE, the perception–distortion plane (PSNR vs NIQE) and quality vs time.
+    """Quality vs NFE, the perception–distortion planes (PSNR vs NIQE, PSNR vs LPIPS) and time.
 
     Returns the file names written (relative to ``out_dir``); none when matplotlib is missing.
     """
@@ -155,7 +155,7 @@ def make_plots(results: dict, out_dir: str | Path, report=print) -> list[str]:
     methods = results["methods"]
     quality = [
         n
-        for n in ("psnr", "niqe")
+        for n in ("psnr", "niqe", "lpips", "dists")
         if any(e["metrics"].get(n) is not None for e in methods.values())
     ]
     written = []
