@@ -104,6 +104,13 @@ def test_adversarial_stage_trains_lora_and_the_discriminator_only(tmp_path, tiny
     row = read_csv(tmp_path / "s4" / "train.csv")[-1]
     assert {"g_adv", "d_loss", "r1", "r2", "anchor", "perceptual"} <= set(row)
     assert (export / "lora.safetensors").is_file()
+    # the export records which perceptual term ran: LPIPS when the weights are fetched
+    from flowmapsr.pretrained import list_weights
+
+    recorded = (export / "config.json").read_text()
+    fetched = next(r for r in list_weights() if r["name"] == "alexnet")["present"]
+    assert ("lpips (alex, pretrained)" in recorded) == fetched
+    assert fetched or "sobel_l1" in recorded
     pipe = SRPipeline.from_pretrained(export)
     lr = torch.rand(1, 3, 8, 8)
     y0 = pipe.upscale_tensor(lr, scale=4, lora_scale=0.0)
