@@ -12,6 +12,7 @@ from PIL import Image
 from flowmapsr.cli.main import main
 from flowmapsr.convert import unit_to_pil
 from flowmapsr.metrics import create_metric
+from flowmapsr.metrics.evaluate import PERCEPTUAL_FR, default_fr
 from flowmapsr.metrics.files import load_image
 from flowmapsr.resize import imresize
 
@@ -49,17 +50,21 @@ def test_eval_json_csv_match_direct_metrics(folders, tmp_path):
     )
     assert rc == 0
     res = json.loads(out.read_text())
-    assert set(res["metrics"]) == {"psnr", "ssim", "niqe"}
+    # LPIPS / DISTS join the defaults exactly when their weights are fetched
+    perceptual = [m for m in default_fr() if m in PERCEPTUAL_FR]
+    assert set(res["metrics"]) == {"psnr", "ssim", "niqe", *perceptual}
     assert set(res["per_image"]) == {"a", "b"}
     for stem in ("a", "b"):
         p, r = load_image(pred_dir / f"{stem}.png"), load_image(hr_dir / f"{stem}.png")
-        assert res["per_image"][stem]["psnr"] == pytest.approx(
-            create_metric("psnr", crop_border=4)(p, r).item(), abs=1e-9
-        )
+        for name in ["psnr", *perceptual]:
+            assert res["per_image"][stem][name] == pytest.approx(
+                create_metric(name, crop_border=4)(p, r).item(), abs=1e-6
+            )
     mean = (res["per_image"]["a"]["ssim"] + res["per_image"]["b"]["ssim"]) / 2
     assert res["metrics"]["ssim"] == pytest.approx(mean, abs=1e-12)
     lines = csv.read_text().splitlines()
-    assert lines[0] == "image,psnr,ssim,niqe" and lines[-1].startswith("mean,")
+    assert set(lines[0].split(",")) == {"image", "psnr", "ssim", "niqe", *perceptual}
+    assert lines[-1].startswith("mean,")
 
 
 def test_eval_without_ref_is_no_reference_only(folders, tmp_path):
@@ -116,7 +121,12 @@ def test_bench_writes_report(folders, tmp_path, monkeypatch):
     assert list(methods) == ["bicubic", "flowmapsr:steps=1", "flowmapsr:steps=2"]
     for entry in methods.values():
         assert entry["sec_per_mp"] > 0 and entry["n_images"] == 2
-        assert set(entry["metrics"]) == {"psnr", "ssim", "niqe"}
+        assert set(entry["metrics"]) == {
+            "psnr",
+            "ssim",
+            "niqe",
+            *(m for m in default_fr() if m in PERCEPTUAL_FR),
+        }
         assert entry["peak_rss_mb"] > 0 and entry["cpu_sec_per_mp"] >= 0
     assert [methods[k]["nfe"] for k in methods] == [0, 1, 2]
     # The offsets move PSNR away from bicubic's (0.01, then 0.02 off everywhere).
