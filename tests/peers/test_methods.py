@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from flowmapsr.inference.pipeline import PipelineConfig
 from flowmapsr.peers.methods import build_method, parse_methods
 from flowmapsr.resize import imresize
 
@@ -48,8 +49,7 @@ class _FakePipeline:
     calls: list = []
     loaded: list = []
 
-    class config:  # noqa: N801 - mimics PipelineConfig's attribute
-        steps = 3
+    config = PipelineConfig(steps=3, modes={"realism": {"steps": 1, "lora_scale": 1.5}})
 
     @classmethod
     def from_pretrained(cls, path=None):
@@ -67,9 +67,15 @@ def test_flowmapsr_options_reach_the_pipeline(monkeypatch, gen):
     monkeypatch.setattr(pipeline, "SRPipeline", _FakePipeline)
     _FakePipeline.calls, _FakePipeline.loaded = [], []
     cache: dict = {}
-    specs = parse_methods("flowmapsr:steps=2,guidance=1.5,seed=3,model=/m,flowmapsr:model=/m")
-    a, b = (build_method(s, cache) for s in specs)
-    assert (a.nfe, b.nfe) == (2, 3)  # b takes the model's default steps
+    specs = parse_methods(
+        "flowmapsr:steps=2,guidance=1.5,seed=3,model=/m,flowmapsr:model=/m,"
+        "flowmapsr:model=/m,mode=realism"
+    )
+    a, b, c = (build_method(s, cache) for s in specs)
+    assert (a.nfe, b.nfe, c.nfe) == (2, 3, 1)  # b: the model's default steps; c: the mode's
+    assert c.settings["lora_scale"] is None  # the fake has no LoRA
+    with pytest.raises(ValueError, match="defines no 'fidelity' mode"):
+        build_method(parse_methods("flowmapsr:model=/m,mode=fidelity")[0], cache)
     assert _FakePipeline.loaded == ["/m"]  # one load, shared through the cache
     out = a(torch.rand(1, 3, 8, 8, generator=gen), 4)
     assert out.shape == (1, 3, 32, 32) and out.max() <= 1.0

@@ -19,6 +19,10 @@ DEFAULT_TILE = 256  # LR pixels: ~1 MP output tiles at x4, a few hundred MB of a
 DEFAULT_OVERLAP = 32
 
 
+# The modes of flowmapsr.inference.pipeline.MODES, spelled out so that --help stays import-free.
+MODE_CHOICES = ("fidelity", "balanced", "realism")
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "upscale",
@@ -30,6 +34,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="output folder")
     p.add_argument("--model", metavar="DIR", help="pipeline folder (default: built-in model)")
     p.add_argument("--scale", type=float, default=4.0, help="2, 4, 8 or any factor ≥ 1 (default 4)")
+    p.add_argument(
+        "--mode",
+        choices=MODE_CHOICES,
+        default=None,
+        help="fidelity ↔ realism: the model's measured settings for each (default: balanced); "
+        "--steps, --guidance and --lora-scale override them",
+    )
     p.add_argument("--steps", type=int, default=None, help="network evaluations (default: model's)")
     p.add_argument("--guidance", type=float, default=None, help="guidance ω (default: model's)")
     p.add_argument("--lora-scale", type=float, default=None, help="LoRA scale (default: model's)")
@@ -155,6 +166,15 @@ def run(args: argparse.Namespace) -> int:
     pipe = load_pipeline_or_none("upscale", args.model, args.device, args.precision)
     if pipe is None:
         return 2
+    from flowmapsr.inference.pipeline import mode_knobs
+
+    try:
+        knobs = mode_knobs(pipe.config, args.mode, args.steps, args.guidance, args.lora_scale)
+    except ValueError as err:
+        _err(f"--mode {args.mode}: {err}")
+        return 2
+    if args.mode is not None:
+        print(f"flowmapsr upscale: mode {args.mode}: {knobs}", file=sys.stderr)
 
     if args.precision == "bf16" and pipe.device.type == "cpu" and not bf16_fast_on_cpu():
         print(
@@ -211,6 +231,7 @@ def run(args: argparse.Namespace) -> int:
                     overlap=args.overlap if tile else None,
                     color_fix=args.color_fix,
                     on_tile=on_tile,
+                    mode=args.mode,
                 )
             finally:
                 tiles.close()

@@ -83,8 +83,12 @@ def upscale_picture(
     overlap: int | None = None,
     color_fix: str = "none",
     on_tile: Callable[[int, int], None] | None = None,
+    mode: str | None = None,
 ) -> Picture:
-    """Upscale a :class:`Picture`; the result keeps its bit depth, grey-ness, alpha and ICC."""
+    """Upscale a :class:`Picture`; the result keeps its bit depth, grey-ness, alpha and ICC.
+
+    ``mode``: ``fidelity``, ``balanced`` (None) or ``realism``, the model's measured settings;
+    explicit ``steps`` / ``guidance`` / ``lora_scale`` override it."""
     h, w = pic.size
     maxval = 65535.0 if pic.bits == 16 else 255.0
     dtype = np.uint16 if pic.bits == 16 else np.uint8
@@ -105,8 +109,9 @@ def upscale_picture(
         out[y0 : y0 + q.shape[0]] = q[:, :, 0] if pic.grey else q
 
     pipe.upscale_to_sink(
-        lr, ms, sink, steps, guidance, lora_scale, seed, tile, overlap, color_fix, on_tile
-    )
+        lr, ms, sink, steps, guidance, lora_scale, seed, tile, overlap, color_fix, on_tile,
+        mode=mode,
+    )  # fmt: skip
     del lr
     size = output_size(h, w, scale)
     result = _resize(out, size)
@@ -149,7 +154,7 @@ def _picture_from_array(a: np.ndarray) -> tuple[Picture, Callable[[Picture], np.
 def upscale(
     image,
     scale: float = 4,
-    steps: int = 1,
+    steps: int | None = None,
     guidance: float | None = None,
     lora_scale: float | None = None,
     seed: int = 0,
@@ -160,11 +165,13 @@ def upscale(
     device: str = "cpu",
     precision: str = "fp32",
     pipeline: SRPipeline | None = None,
+    mode: str | None = None,
 ):
     """Upscale a PIL image or numpy array by ``scale`` with ``steps`` network evaluations.
 
     ``model``: a pipeline folder (None: the built-in model); loaded once and cached. Or pass a
-    loaded ``pipeline``. ``guidance`` ω and ``lora_scale`` default to the model's own values;
+    loaded ``pipeline``. ``mode``: ``fidelity``, ``balanced`` (default) or ``realism``, the
+    model's measured knob settings; ``steps``, ``guidance`` ω and ``lora_scale`` override them;
     ``tile``/``overlap`` in input pixels (None: untiled); ``color_fix``: none, wavelet, adain.
     Returns the same kind as ``image`` (see module docstring).
     """
@@ -182,6 +189,7 @@ def upscale(
         tile=tile,
         overlap=overlap,
         color_fix=color_fix,
+        mode=mode,
     )
     if isinstance(image, Image.Image):
         image.load()

@@ -56,7 +56,56 @@ class PipelineConfig:
     # on RealSR (30 images) and Set14 the 1-NFE PSNR-Y is the same within 0.005 dB for 0, 8, 16
     # and 32, while 32 costs 27 % more time on a 512² output.
     border_pad: int = 8
+    # Named points on the perception–distortion plane, measured for this model: mode name
+    # (``MODES``) → knob values (any of ``MODE_KNOBS``); unset knobs keep the defaults above.
+    # A model without them has only ``balanced`` = its defaults.
+    modes: dict[str, dict] = field(default_factory=dict)
     info: dict = field(default_factory=dict)  # provenance: recipe, steps, data, wall time …
+
+
+#: The fidelity ↔ realism choice, most faithful first; ``balanced`` is the default.
+MODES = ("fidelity", "balanced", "realism")
+DEFAULT_MODE = "balanced"
+MODE_KNOBS = ("steps", "guidance", "lora_scale")
+
+
+def check_modes(modes: dict, where: str = "config") -> None:
+    """``ValueError`` naming ``where`` unless every mode name and knob is known and sane."""
+    for name, knobs in modes.items():
+        if name not in MODES:
+            raise ValueError(f"{where}: unknown mode '{name}' (modes: {', '.join(MODES)})")
+        if not isinstance(knobs, dict) or set(knobs) - set(MODE_KNOBS):
+            raise ValueError(
+                f"{where}: mode '{name}' must map {', '.join(MODE_KNOBS)} to values, got {knobs!r}"
+            )
+        if "steps" in knobs and int(knobs["steps"]) < 1:
+            raise ValueError(f"{where}: mode '{name}' has steps {knobs['steps']} < 1")
+
+
+def mode_knobs(
+    config: PipelineConfig,
+    mode: str | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    lora_scale: float | None = None,
+) -> dict:
+    """The knobs a run uses: explicit values, else ``mode``'s, else the model's defaults.
+
+    ``mode`` None means ``balanced``. Asking for a mode the model does not define is a
+    ``ValueError`` naming the modes it has (``balanced`` always exists: the defaults).
+    """
+    name = DEFAULT_MODE if mode is None else mode
+    if name not in MODES:
+        raise ValueError(f"unknown mode '{name}'; choose from {', '.join(MODES)}")
+    if name not in config.modes and name != DEFAULT_MODE:
+        have = ", ".join(sorted({DEFAULT_MODE, *config.modes}))
+        raise ValueError(f"this model defines no '{name}' mode (it has: {have})")
+    base = {"steps": config.steps, "guidance": config.guidance, "lora_scale": config.lora_scale}
+    base.update(config.modes.get(name, {}))
+    given = {"steps": steps, "guidance": guidance, "lora_scale": lora_scale}
+    base.update({k: v for k, v in given.items() if v is not None})
+    return {"steps": int(base["steps"]), "guidance": float(base["guidance"]),
+            "lora_scale": float(base["lora_scale"])}  # fmt: skip
 
 
 def model_scale_for(scale: float, scales: list[int] | tuple[int, ...]) -> int:
@@ -108,6 +157,7 @@ class SRPipeline:
         except json.JSONDecodeError as err:
             raise ValueError(f"{cfg_path}: not valid JSON ({err})") from None
         config = from_dict(PipelineConfig, raw)
+        check_modes(config.modes, str(cfg_path))
         net = build_net(config.net)
         weights = folder / WEIGHTS_NAME
         if not weights.is_file():
@@ -239,13 +289,18 @@ class SRPipeline:
         overlap: int | None = None,
         color_fix: str = "none",
         on_tile=None,
+        mode: str | None = None,
     ) -> None:
         """Upscale ``lr`` ``(B, 3, h, w)`` in ``[0, 1]`` by the integer ``model_scale``, handing
         the output to ``sink(y0, strip)`` strip by strip (see
         :func:`flowmapsr.inference.tiling.upscale_tiled`). Every caller that keeps the output in
-        its own form (a float tensor, a uint8/uint16 array) goes through here.
+        its own form (a float tensor, a uint8/uint16 array) goes through here. ``mode``
+        (``fidelity``, ``balanced``, ``realism``; None = balanced) picks the model's measured
+        knob settings; explicit ``steps`` / ``guidance`` / ``lora_scale`` override them.
         """
-        self.set_lora_scale(lora_scale)
+        knobs = mode_knobs(self.config, mode, steps, guidance, lora_scale)
+        steps, guidance = knobs["steps"], knobs["guidance"]
+        self.set_lora_scale(knobs["lora_scale"])
         g = torch.Generator(device="cpu").manual_seed(int(seed))
         upscale_tiled(
             self,
@@ -274,8 +329,12 @@ class SRPipeline:
         overlap: int | None = None,
         color_fix: str = "none",
         on_tile=None,
+        mode: str | None = None,
     ) -> torch.Tensor:
         """``(B, 3, h, w)`` LR in ``[0, 1]`` → ``(B, 3, round(h·s), round(w·s))`` in ``[0, 1]``.
+
+        ``mode``: the model's named fidelity/balanced/realism settings (see
+        :func:`mode_knobs`); explicit knobs override it.
 
         ``tile``/``overlap``: tile size and overlap in LR pixels (None: one tile, i.e. untiled;
         a tile covering the image gives exactly the untiled result). ``color_fix``: ``none``,
@@ -292,8 +351,9 @@ class SRPipeline:
             out[:, :, y0 : y0 + strip.shape[2]] = strip
 
         self.upscale_to_sink(
-            lr, ms, sink, steps, guidance, lora_scale, seed, tile, overlap, color_fix, on_tile
-        )
+            lr, ms, sink, steps, guidance, lora_scale, seed, tile, overlap, color_fix, on_tile,
+            mode=mode,
+        )  # fmt: skip
         size = output_size(h, w, scale)
         if size != (h * ms, w * ms):
             out = imresize(out, size=size).clamp_(0.0, 1.0)

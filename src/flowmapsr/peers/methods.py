@@ -8,8 +8,8 @@ colon continues the options of the method before it, so
 * ``realesrgan`` / ``span`` — the ncnn peers (:mod:`flowmapsr.peers.ncnn_models`); options
   ``tile`` (LR pixels, 0 = whole image), ``threads``; one network pass (NFE 1).
 * ``flowmapsr`` — :class:`flowmapsr.inference.pipeline.SRPipeline`; options ``model=DIR``
-  (default: the built-in model), ``steps``, ``guidance``, ``lora_scale``, ``seed``, ``tile``,
-  ``overlap``, ``color_fix``; NFE = steps.
+  (default: the built-in model), ``mode`` (fidelity / balanced / realism), ``steps``,
+  ``guidance``, ``lora_scale``, ``seed``, ``tile``, ``overlap``, ``color_fix``; NFE = steps.
 
 Every method maps ``(1, 3, h, w)`` in [0, 1] to ``(1, 3, H, W)`` in [0, 1].
 """
@@ -30,6 +30,7 @@ OPTIONS: dict[str, dict[str, Callable]] = {
     "span": {"tile": int, "threads": int},
     "flowmapsr": {
         "model": str,
+        "mode": str,
         "steps": int,
         "guidance": float,
         "lora_scale": float,
@@ -160,12 +161,22 @@ def build_method(spec: MethodSpec, pipelines: dict | None = None) -> Method:
         if model not in cache:
             cache[model] = SRPipeline.from_pretrained(model)
         pipe = cache[model]
-        steps = opts.get("steps")
-        if steps is None:
-            steps = getattr(getattr(pipe, "config", None), "steps", None)
-            opts["steps"] = steps
-        if steps is not None and int(steps) < 1:
+        if opts.get("steps") is not None and int(opts["steps"]) < 1:
             raise ValueError(f"{spec.label}: steps must be ≥ 1")
+        from flowmapsr.inference.pipeline import mode_knobs
+
+        try:  # the knobs this run uses: explicit options, else the mode's, else the model's
+            knobs = mode_knobs(
+                pipe.config,
+                opts.get("mode"),
+                opts.get("steps"),
+                opts.get("guidance"),
+                opts.get("lora_scale"),
+            )
+        except ValueError as err:
+            raise ValueError(f"{spec.label}: {err}") from None
+        steps = knobs["steps"]
+        opts["steps"] = steps
 
         def run_flow(lr: torch.Tensor, scale: int) -> torch.Tensor:
             return pipe.upscale_tensor(lr, scale=scale, **opts).clamp_(0.0, 1.0)
@@ -176,10 +187,8 @@ def build_method(spec: MethodSpec, pipelines: dict | None = None) -> Method:
             "model": model or "built-in",
             **opts,
             "steps": steps,
-            "guidance": opts.get("guidance", getattr(pcfg, "guidance", 1.0)),
-            "lora_scale": opts.get("lora_scale", getattr(pcfg, "lora_scale", 1.0))
-            if has_lora
-            else None,
+            "guidance": knobs["guidance"],
+            "lora_scale": knobs["lora_scale"] if has_lora else None,
         }
         return Method(spec, run_flow, steps, settings)
     raise ValueError(f"unknown method {spec.kind!r}")  # parse_methods already refuses these
