@@ -196,3 +196,24 @@ def test_browser_upload_click_download(pipe, tmp_path):
         driver.quit()
         app.close()
         time.sleep(0.1)
+
+
+def test_mode_radio_lists_the_models_modes_and_sets_the_knobs(pipe):
+    import copy
+    import dataclasses
+
+    from flowmapsr.serve.app import available_modes
+
+    assert available_modes(pipe.config) == ["balanced"]
+    moded = copy.copy(pipe)
+    modes = {"realism": {"steps": 2, "lora_scale": 1.5}}
+    moded.config = dataclasses.replace(pipe.config, modes=modes)
+    assert available_modes(moded.config) == ["balanced", "realism"]
+    app = build_app(moded)
+    radios = [b for b in app.blocks.values() if getattr(b, "elem_id", None) == "mode"]
+    assert len(radios) == 1
+    assert [c[0] for c in radios[0].choices] == ["balanced", "realism"]
+    # the radio's change event writes the mode's knobs into the steps / ω / LoRA sliders
+    fn = next(f for f in app.fns.values() if radios[0]._id in [t[0] for t in f.targets])
+    assert tuple(fn.fn("realism")) == (2, moded.config.guidance, 1.5)
+    assert tuple(fn.fn("balanced"))[0] == moded.config.steps

@@ -81,6 +81,13 @@ def make_handler(pipe, max_pixels: int = DEFAULT_MAX_PIXELS, out_root: str | Non
     return handler
 
 
+def available_modes(cfg) -> list[str]:
+    """The modes ``cfg`` defines, in ``MODES`` order (``balanced`` always: the defaults)."""
+    from flowmapsr.inference.pipeline import DEFAULT_MODE, MODES
+
+    return [m for m in MODES if m == DEFAULT_MODE or m in cfg.modes]
+
+
 def build_app(
     pipe,
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -88,6 +95,8 @@ def build_app(
 ):
     """The Gradio Blocks app around a loaded :class:`~flowmapsr.inference.pipeline.SRPipeline`."""
     import gradio as gr
+
+    from flowmapsr.inference.pipeline import DEFAULT_MODE, mode_knobs
 
     cfg = pipe.config
     handler = make_handler(pipe, max_pixels)
@@ -106,6 +115,12 @@ def build_app(
                     elem_id="input-image",
                 )
                 scale = gr.Dropdown(choices=[2, 3, 4, 8], value=4, label="Scale", elem_id="scale")
+                mode = gr.Radio(
+                    list(available_modes(cfg)),
+                    value=DEFAULT_MODE,
+                    label="Mode (fidelity ↔ realism; sets the three knobs below)",
+                    elem_id="mode",
+                )
                 steps = gr.Slider(1, 8, value=cfg.steps, step=1, label="Steps (NFE)")
                 guidance = gr.Slider(
                     0.0, 4.0, value=cfg.guidance, step=0.05, label="Guidance ω (realism)"
@@ -125,6 +140,11 @@ def build_app(
                 )
                 download = gr.File(label="Download PNG", elem_id="download")
                 info = gr.Textbox(label="Info", interactive=False, elem_id="info")
+        mode.change(
+            lambda name: tuple(mode_knobs(cfg, name).values()),
+            inputs=[mode],
+            outputs=[steps, guidance, lora],
+        )
         button.click(
             handler,
             inputs=[image, scale, steps, guidance, lora, seed, tile, overlap, color_fix],
