@@ -8,7 +8,8 @@ colon continues the options of the method before it, so
 * ``realesrgan`` / ``span`` — the ncnn peers (:mod:`flowmapsr.peers.ncnn_models`); options
   ``tile`` (LR pixels, 0 = whole image), ``threads``; one network pass (NFE 1).
 * ``flowmapsr`` — :class:`flowmapsr.inference.pipeline.SRPipeline`; options ``model=DIR``
-  (default: the built-in model), ``mode`` (fidelity / balanced / realism), ``steps``,
+  (default: the built-in model), ``mode`` (fidelity / balanced / realism), ``precision``
+  (fp32 / bf16 weights and activations), ``steps``,
   ``guidance``, ``lora_scale``, ``seed``, ``tile``, ``overlap``, ``color_fix``; NFE = steps.
 
 Every method maps ``(1, 3, h, w)`` in [0, 1] to ``(1, 3, H, W)`` in [0, 1].
@@ -31,6 +32,7 @@ OPTIONS: dict[str, dict[str, Callable]] = {
     "flowmapsr": {
         "model": str,
         "mode": str,
+        "precision": str,
         "steps": int,
         "guidance": float,
         "lora_scale": float,
@@ -157,10 +159,15 @@ def build_method(spec: MethodSpec, pipelines: dict | None = None) -> Method:
 
         opts = dict(spec.options)
         model = opts.pop("model", None)
+        precision = opts.pop("precision", "fp32")
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"{spec.label}: precision must be fp32 or bf16, got {precision!r}")
         cache = pipelines if pipelines is not None else {}
-        if model not in cache:
-            cache[model] = SRPipeline.from_pretrained(model)
-        pipe = cache[model]
+        key = model if precision == "fp32" else (model, precision)
+        if key not in cache:
+            loaded = SRPipeline.from_pretrained(model)
+            cache[key] = loaded if precision == "fp32" else loaded.to(dtype=torch.bfloat16)
+        pipe = cache[key]
         if opts.get("steps") is not None and int(opts["steps"]) < 1:
             raise ValueError(f"{spec.label}: steps must be ≥ 1")
         from flowmapsr.inference.pipeline import mode_knobs
@@ -185,6 +192,7 @@ def build_method(spec: MethodSpec, pipelines: dict | None = None) -> Method:
         has_lora = getattr(pcfg, "lora", None) is not None
         settings = {
             "model": model or "built-in",
+            "precision": precision,
             **opts,
             "steps": steps,
             "guidance": knobs["guidance"],
