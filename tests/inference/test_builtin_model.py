@@ -32,3 +32,14 @@ def test_cli_upscale_without_model_uses_builtin(tmp_path):
     Image.fromarray(img).save(tmp_path / "photo.png")
     assert main(["upscale", str(tmp_path / "photo.png"), "-o", str(tmp_path / "out")]) == 0
     assert Image.open(tmp_path / "out" / "photo.png").size == (80, 64)
+
+
+def test_builtin_model_defines_the_three_modes():
+    from flowmapsr.inference.pipeline import MODES, SRPipeline, mode_knobs
+
+    pipe = SRPipeline.from_pretrained(None)
+    assert set(pipe.config.modes) | {"balanced"} == set(MODES)
+    fidelity, balanced, realism = (mode_knobs(pipe.config, m) for m in MODES)
+    # the realism end runs the adapters harder than the default; fidelity never harder
+    assert realism["lora_scale"] > balanced["lora_scale"] >= fidelity["lora_scale"]
+    assert "modes" in pipe.config.info  # how they were chosen
