@@ -162,3 +162,78 @@ def test_missing_model_and_bad_options(tmp_path, capsys, monkeypatch):
     for bad in (["--scale", "0.5"], ["--steps", "0"], ["--tile", "8", "--overlap", "8"]):
         assert run(a, "-o", tmp_path / "o", "--model", tmp_path, *bad) == 2
     assert not (tmp_path / "o").exists() or not os.listdir(tmp_path / "o")
+
+
+# -- hostile input (issue 18) -------------------------------------------------------------------
+def test_another_input_is_never_overwritten(tmp_path, model, capsys):
+    # a.webp's output name is the input a.png: both keep their suffix instead, nothing is lost.
+    d = tmp_path / "d"
+    save(d / "a.png")
+    Image.open(d / "a.png").save(d / "a.webp", lossless=True)
+    before = (d / "a.png").read_bytes()
+    assert run(d / "a.webp", d / "a.png", "-o", d, "--model", model, "--overwrite") == 0
+    assert (d / "a.png").read_bytes() == before
+    assert size_of(d / "a.webp.png") == (40, 48) and size_of(d / "a.png.png") == (40, 48)
+    captured = capsys.readouterr()
+    assert "2 done, 0 skipped, 0 failed, 2 renamed" in captured.out
+    assert "written as" in captured.err
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_an_input_reached_through_a_link_is_never_overwritten(tmp_path, model, capsys, link):
+    real = save(tmp_path / "real" / "a.png")
+    before = real.read_bytes()
+    out = tmp_path / "out"
+    out.mkdir()
+    # out/a.png is the input file itself under another name; b.jpg's output would land on it.
+    (out / "a.png").symlink_to(real) if link == "symlink" else os.link(real, out / "a.png")
+    save(tmp_path / "other" / "a.jpg")
+    rc = run(real, tmp_path / "other" / "a.jpg", "-o", out, "--model", model, "--overwrite")
+    assert real.read_bytes() == before
+    err = capsys.readouterr().err
+    # the two inputs collide on out/a.png and are renamed, so both are written beside it
+    assert rc == 0, err
+    assert size_of(out / "a.png.png") == (40, 48) and size_of(out / "a.jpg.png") == (40, 48)
+    # alone, the input's output path is the input itself: refused, whatever the flags
+    assert run(out / "a.png", "-o", tmp_path / "real", "--model", model, "--overwrite") == 1
+    assert real.read_bytes() == before
+    assert "refusing to overwrite an input" in capsys.readouterr().err
+
+
+def test_a_failed_read_does_not_skip_a_same_stem_input(tmp_path, model, capsys):
+    (tmp_path / "photo.jpg").write_text("not an image")
+    save(tmp_path / "photo.png")
+    out = tmp_path / "out"
+    assert run(tmp_path / "photo.jpg", tmp_path / "photo.png", "-o", out, "--model", model) == 1
+    captured = capsys.readouterr()
+    assert "already written" not in captured.err
+    assert size_of(out / "photo.png.png") == (40, 48)
+    assert "1 done, 0 skipped, 1 failed, 2 renamed" in captured.out
+    # the same file twice is upscaled once, not a failure
+    twice = (tmp_path / "photo.png", tmp_path / "photo.png")
+    assert run(*twice, "-o", out / "2", "--model", model) == 0
+    assert os.listdir(out / "2") == ["photo.png"]
+    assert "listed more than once" in capsys.readouterr().err
+
+
+def test_bad_output_folder_fails_before_the_model_loads(tmp_path, capsys):
+    a = save(tmp_path / "a.png")
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "file", tmp_path / "file" / "sub"):
+        # --model names no folder: a model load would fail with "cannot load model"
+        assert run(a, "-o", out, "--model", tmp_path / "nope") == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(out) in err, err
+        assert "cannot load model" not in err and ".tmp" not in err
+
+
+def test_write_errors_name_the_output_not_a_temp_file(tmp_path, model, capsys):
+    a = save(tmp_path / "a.png")
+    save(tmp_path / "in" / "sub" / "b.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").write_text("a file where the sub-folder should go")
+    assert run(a, tmp_path / "in", "-o", out, "--model", model) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(err) == 1 and str(out / "sub" / "b.png") in err[0] and ".tmp" not in err[0], err
+    assert size_of(out / "a.png") == (40, 48)

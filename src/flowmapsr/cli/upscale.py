@@ -3,7 +3,10 @@
 Each input is read, upscaled tile by tile and written atomically to ``OUT_DIR/<stem>.<format>``
 (folders keep their sub-folder layout). A bad input gets a one-line error and the others go on;
 the exit code is 0 only when every input succeeded (existing outputs kept without
-``--overwrite`` count as skipped, not failed). Inputs are never overwritten.
+``--overwrite`` count as skipped, not failed). Inputs are never overwritten (checked on resolved
+paths and inodes, so links count); inputs that would share an output name keep their suffix in
+it (``photo.jpg.png``, ``photo.png.png``), which a note and the summary report. The output
+folder is created and checked writable before the model loads.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import argparse
 import glob
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -122,6 +126,94 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def _identity(path: Path):
+    """What makes two paths one file: (device, inode) when it exists, else the resolved path."""
+    try:
+        st = path.stat()
+        return (st.st_dev, st.st_ino)
+    except OSError:
+        return path.resolve()
+
+
+def plan_outputs(
+    jobs: list[tuple[Path, Path]], out_dir: Path, suffix: str
+) -> tuple[list[tuple[Path, Path]], list[str], list[str], int]:
+    """``[(input, output path)]``, notes, error lines and the number of renamed outputs for
+    ``collect_inputs``' jobs.
+
+    Decided for the whole batch before any work, so that nothing depends on which file fails:
+    an input listed twice is upscaled once; inputs that would share an output (``photo.jpg`` and
+    ``photo.png``) each keep their input suffix in the name instead (``photo.jpg.png``,
+    ``photo.png.png``; ``-2``, ``-3`` ... if that is still taken), and a note says so; an output
+    that is an input of this run (same resolved path, or the same file through a symlink or a
+    hard link) is an error for that input: inputs are never written.
+    """
+    notes: list[str] = []
+    unique: list[tuple[Path, Path]] = []
+    first: dict = {}
+    for src, rel in jobs:
+        ident = _identity(src)
+        if ident in first:
+            notes.append(f"{src}: listed more than once (as {first[ident]}); upscaled once")
+            continue
+        first[ident] = src
+        unique.append((src, rel))
+    inputs = set(first) | {src.resolve() for src, _ in unique}
+
+    def key(dst: Path):
+        return os.path.normcase(dst.resolve())
+
+    wanted = [out_dir / rel.parent / (rel.name + suffix) for _, rel in unique]
+    count: dict = {}
+    for dst in wanted:
+        count[key(dst)] = count.get(key(dst), 0) + 1
+    planned, errors, used, renamed = [], [], set(), 0
+    for (src, rel), first_choice in zip(unique, wanted, strict=True):
+        dst = first_choice
+        if count[key(dst)] > 1 or key(dst) in used:
+            base = out_dir / rel.parent / (rel.name + src.suffix.lower())
+            dst, n = base.with_name(base.name + suffix), 2
+            while key(dst) in used or key(dst) in count:
+                dst, n = base.with_name(f"{base.name}-{n}{suffix}"), n + 1
+            notes.append(f"{src}: another input also maps to {first_choice}; written as {dst}")
+            renamed += 1
+        used.add(key(dst))
+        if dst.resolve() in inputs or _identity(dst) in inputs:
+            errors.append(
+                f"{src}: output {dst} is an input of this run; refusing to overwrite an input"
+            )
+            continue
+        planned.append((src, dst))
+    return planned, notes, errors, renamed
+
+
+def prepare_out_dir(out_dir: Path) -> str | None:
+    """Create ``out_dir`` and check that files can be made in it; an error line, or None."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        return f"output folder {out_dir} exists and is not a folder"
+    except OSError as err:
+        return f"cannot create output folder {out_dir}: {err.strerror or err}"
+    if not out_dir.is_dir():
+        return f"output folder {out_dir} exists and is not a folder"
+    try:
+        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".flowmapsr-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        return f"output folder {out_dir} is not writable: {err.strerror or err}"
+    return None
+
+
+def _reason(err: BaseException) -> str:
+    """One line for ``err``, without the temp-file name an OSError from an atomic write carries."""
+    if isinstance(err, OSError) and err.strerror and err.filename:
+        return err.strerror
+    text = str(err)
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.scale >= 1:
         _err(f"--scale must be ≥ 1, got {args.scale}")
@@ -152,37 +244,35 @@ def run(args: argparse.Namespace) -> int:
     )
 
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
+    out_dir = Path(args.output)
+    problem = prepare_out_dir(out_dir)  # before the model loads: fail in a second, not later
+    if problem:
+        _err(problem)
+        return 2
+    found, errors = collect_inputs(args.inputs, IMAGE_SUFFIXES, out_dir)
+    jobs, notes, refused, renamed = plan_outputs(found, out_dir, FORMATS[args.format])
+    for line in errors + refused:
+        _err(line)
+    for line in notes:
+        print(f"flowmapsr upscale: note: {line}", file=sys.stderr)
+
     pipe = load_pipeline_or_none("upscale", args.model, args.device, args.precision)
     if pipe is None:
         return 2
-
     if args.precision == "bf16" and pipe.device.type == "cpu" and not bf16_fast_on_cpu():
         print(
             "flowmapsr upscale: note: this CPU has no AVX-512 BF16/AMX; bf16 convolutions fall "
             "back to a slow path here (measured ~55x slower than fp32); prefer fp32",
             file=sys.stderr,
         )
-    out_dir = Path(args.output)
-    jobs, errors = collect_inputs(args.inputs, IMAGE_SUFFIXES, out_dir)
-    for line in errors:
-        _err(line)
-    failed, done, skipped = len(errors), 0, 0
+    failed, done, skipped = len(errors) + len(refused), 0, 0
     seconds, megapixels = 0.0, 0.0
-    claimed: dict[Path, Path] = {}
-    suffix = FORMATS[args.format]
     tile = args.tile or None
     start = time.perf_counter()
     bar = tqdm(jobs, desc="images", unit="img", file=sys.stderr, disable=None)
-    for src, rel in bar:
-        dst = out_dir / rel.parent / (rel.name + suffix)
-        key = dst.resolve()
-        if key in claimed:
-            _err(f"{src}: output {dst} is already written for {claimed[key]}; skipped")
-            failed += 1
-            continue
-        claimed[key] = src
-        if (src.exists() and key == src.resolve()) or _same_file(src, dst):
-            _err(f"{src}: output path is the input itself; refusing to overwrite an input")
+    for src, dst in bar:
+        if _same_file(src, dst):  # changed on disk since the plan (a link made meanwhile)
+            _err(f"{src}: output {dst} is the input itself; refusing to overwrite an input")
             failed += 1
             continue
         if dst.exists() and not args.overwrite:
@@ -220,9 +310,13 @@ def run(args: argparse.Namespace) -> int:
             _err(str(err))
             failed += 1
             continue
-        except (OSError, ValueError, RuntimeError, MemoryError) as err:
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            _err(f"{src}: {reason}")
+        except OSError as err:
+            where = f"cannot write {dst}: " if err.filename else ""
+            _err(f"{src}: {where}{_reason(err)}")
+            failed += 1
+            continue
+        except (ValueError, RuntimeError, MemoryError) as err:
+            _err(f"{src}: {_reason(err)}")
             failed += 1
             continue
         h, w = res.size
@@ -233,8 +327,9 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
     total = time.perf_counter() - start
     rate = f"{seconds / megapixels:.3f} s per output megapixel" if megapixels else "no output"
+    also = f", {renamed} renamed (same output name)" if renamed else ""
     print(
-        f"flowmapsr upscale: {done} done, {skipped} skipped, {failed} failed "
+        f"flowmapsr upscale: {done} done, {skipped} skipped, {failed} failed{also} "
         f"in {total:.1f} s ({rate}, device {pipe.device}, {args.precision})"
     )
     return 0 if failed == 0 else 1
