@@ -66,8 +66,8 @@ def test_scales(tmp_path, model, scale, expect):
 
 
 def test_tiled_cli_matches_untiled(tmp_path, model):
-    a = save(tmp_path / "a.png", 30, 26)
-    assert run(a, "-o", tmp_path / "t", "--model", model, "--tile", "12", "--overlap", "4") == 0
+    a = save(tmp_path / "a.png", 40, 36)
+    assert run(a, "-o", tmp_path / "t", "--model", model, "--tile", "16", "--overlap", "4") == 0
     assert run(a, "-o", tmp_path / "u", "--model", model, "--tile", "0") == 0
     t = np.asarray(Image.open(tmp_path / "t" / "a.png")).astype(float)
     u = np.asarray(Image.open(tmp_path / "u" / "a.png")).astype(float)
@@ -159,9 +159,49 @@ def test_missing_model_and_bad_options(tmp_path, capsys, monkeypatch):
     if not torch.cuda.is_available():
         assert run(a, "-o", tmp_path / "o", "--model", tmp_path, "--device", "cuda") == 2
         assert "CUDA is not available" in capsys.readouterr().err
-    for bad in (["--scale", "0.5"], ["--steps", "0"], ["--tile", "8", "--overlap", "8"]):
-        assert run(a, "-o", tmp_path / "o", "--model", tmp_path, *bad) == 2
+    assert run(a, "-o", tmp_path / "o", "--model", tmp_path, "--tile", "16", "--overlap", "16") == 2
+    assert "--overlap must be below --tile" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() or not os.listdir(tmp_path / "o")
+
+
+@pytest.mark.parametrize(
+    "flag,value",
+    [
+        ("--scale", "0.5"),
+        ("--scale", "0"),
+        ("--scale", "-2"),
+        ("--scale", "inf"),
+        ("--scale", "nan"),
+        ("--scale", "1e9"),
+        ("--scale", "17"),
+        ("--scale", "four"),
+        ("--tile", "1"),
+        ("--tile", "-256"),
+        ("--tile", "1e9"),
+        ("--overlap", "-1"),
+        ("--steps", "0"),
+        ("--steps", "-3"),
+        ("--steps", "inf"),
+        ("--quality", "0"),
+        ("--guidance", "nan"),
+    ],
+)
+def test_numbers_are_bounded_at_parse_time(tmp_path, capsys, flag, value):
+    a = save(tmp_path / "a.png")
+    with pytest.raises(SystemExit) as exit_:
+        run(a, "-o", tmp_path / "o", "--model", tmp_path / "nope", f"{flag}={value}")
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert f"argument {flag}:" in err[-1] and value in err[-1], err
+    assert "Traceback" not in "".join(err)
+    assert not (tmp_path / "o").exists()  # nothing made, nothing loaded
+
+
+def test_bounded_numbers_accept_their_range(tmp_path, model):
+    a = save(tmp_path / "a.png")
+    args = ("-o", tmp_path / "o", "--model", model, "--steps", "1")
+    assert run(a, *args, "--scale", "16", "--tile", "0") == 0
+    assert size_of(tmp_path / "o" / "a.png") == (160, 192)
 
 
 # -- hostile input (issue 18) -------------------------------------------------------------------

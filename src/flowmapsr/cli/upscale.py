@@ -21,9 +21,15 @@ from pathlib import Path
 
 DEFAULT_TILE = 256  # LR pixels: ~1 MP output tiles at x4, a few hundred MB of activations
 DEFAULT_OVERLAP = 32
+MIN_TILE = 16  # LR pixels: ≥ every backbone's tile alignment (4); smaller tiles only cost time
+MAX_TILE = 65536
+MAX_SCALE = 16  # a 1 MP input at x16 is already a 256 MP output
+MAX_STEPS = 1000
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from flowmapsr.cli.common import bounded
+
     p = subparsers.add_parser(
         "upscale",
         help="upscale image files, folders and globs",
@@ -33,10 +39,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="output folder")
     p.add_argument("--model", metavar="DIR", help="pipeline folder (default: built-in model)")
-    p.add_argument("--scale", type=float, default=4.0, help="2, 4, 8 or any factor ≥ 1 (default 4)")
-    p.add_argument("--steps", type=int, default=None, help="network evaluations (default: model's)")
-    p.add_argument("--guidance", type=float, default=None, help="guidance ω (default: model's)")
-    p.add_argument("--lora-scale", type=float, default=None, help="LoRA scale (default: model's)")
+    p.add_argument(
+        "--scale",
+        type=bounded(float, 1, MAX_SCALE),
+        default=4.0,
+        help=f"2, 4, 8 or any factor in 1–{MAX_SCALE} (default 4)",
+    )
+    p.add_argument(
+        "--steps",
+        type=bounded(int, 1, MAX_STEPS),
+        default=None,
+        help="network evaluations (default: model's)",
+    )
+    finite = bounded(float)
+    p.add_argument("--guidance", type=finite, default=None, help="guidance ω (default: model's)")
+    p.add_argument("--lora-scale", type=finite, default=None, help="LoRA scale (default: model's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the source noise (default 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument(
@@ -44,13 +61,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--tile",
-        type=int,
+        type=bounded(int, MIN_TILE, MAX_TILE, zero="untiled"),
         default=DEFAULT_TILE,
-        help=f"tile size in input pixels; 0 = untiled (default {DEFAULT_TILE})",
+        help=f"tile size in input pixels, ≥ {MIN_TILE}; 0 = untiled (default {DEFAULT_TILE})",
     )
     p.add_argument(
         "--overlap",
-        type=int,
+        type=bounded(int, 0, MAX_TILE),
         default=None,
         help=f"tile overlap in input pixels (default: {DEFAULT_OVERLAP}, at most tile/4)",
     )
@@ -63,11 +80,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--format", choices=["png", "jpg", "webp"], default="png", help="output format (png)"
     )
-    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1–100 (default 95)")
+    p.add_argument(
+        "--quality",
+        type=bounded(int, 1, 100),
+        default=95,
+        help="JPEG/WebP quality 1–100 (default 95)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument(
         "--max-pixels",
-        type=int,
+        type=bounded(int, 1, 10**12),
         default=None,
         help="refuse inputs with more pixels than this (decompression-bomb guard; "
         "default 50,000,000)",
@@ -215,19 +237,11 @@ def _reason(err: BaseException) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.scale >= 1:
-        _err(f"--scale must be ≥ 1, got {args.scale}")
-        return 2
-    if args.steps is not None and args.steps < 1:
-        _err(f"--steps must be ≥ 1, got {args.steps}")
-        return 2
+    # Each number was bounded when parsed (``bounded``); only the pair tile/overlap is left.
     if args.overlap is None:
         args.overlap = min(DEFAULT_OVERLAP, args.tile // 4)
-    if args.tile < 0 or args.overlap < 0 or (args.tile and args.overlap >= args.tile):
-        _err(f"need --tile ≥ 0 and 0 ≤ --overlap < --tile, got {args.tile} and {args.overlap}")
-        return 2
-    if not 1 <= args.quality <= 100:
-        _err(f"--quality must be in 1–100, got {args.quality}")
+    if args.tile and args.overlap >= args.tile:
+        _err(f"--overlap must be below --tile, got {args.overlap} and {args.tile}")
         return 2
 
     from tqdm import tqdm
