@@ -277,3 +277,104 @@ def test_write_errors_name_the_output_not_a_temp_file(tmp_path, model, capsys):
     err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(err) == 1 and str(out / "sub" / "b.png") in err[0] and ".tmp" not in err[0], err
     assert size_of(out / "a.png") == (40, 48)
+
+
+def test_rerun_with_every_output_in_place_loads_no_model(tmp_path, model, capsys):
+    a, b = save(tmp_path / "a.png"), save(tmp_path / "b.png")
+    out = tmp_path / "out"
+    assert run(a, b, "-o", out, "--model", model) == 0
+    capsys.readouterr()
+    # the model folder is gone: any model load would fail with exit code 2
+    assert run(a, b, "-o", out, "--model", tmp_path / "no-model") == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("exists, kept") == 2
+    assert "0 done, 2 skipped, 0 failed" in captured.out and "model not loaded" in captured.out
+
+
+def test_progress_is_one_line_per_image_in_a_log(tmp_path, model, capsys):
+    files = [save(tmp_path / f"{n}.png") for n in "abc"]
+    assert run(*files, "-o", tmp_path / "o", "--model", model) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "] " in line]
+    assert [line.split("]")[0][-4:] for line in lines] == ["[1/3", "[2/3", "[3/3"], lines
+    assert all(" -> " in line and " s)" in line for line in lines)
+
+
+def test_stale_temps_of_ours_are_removed_and_nothing_else(tmp_path, model, capsys):
+    import fcntl
+
+    a = save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [out / ".a.png.k3j_9xq0.tmp", out / ".other.webp.abcdefgh.tmp"]
+    kept = [
+        out / ".notes.txt.abcdefgh.tmp",  # not an image output of ours
+        out / ".a.png.short.tmp",  # not mkstemp's 8-character random part
+        out / "a.png.abcdefgh.tmp",  # not hidden
+        out / ".b.png.abcdefgh.tmp.bak",
+        out / ".c.png.livelive.tmp",  # locked: a live writer (another run) owns it
+    ]
+    for path in stale + kept:
+        path.write_bytes(b"partial")
+    with open(out / ".c.png.livelive.tmp", "rb") as live:
+        fcntl.flock(live, fcntl.LOCK_EX)
+        assert run(a, "-o", out, "--model", model) == 0
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in kept)
+    err = capsys.readouterr().err
+    assert "removed 2 temp file(s) an interrupted run left in" in err and str(out) in err
+
+
+def test_sigterm_mid_write_drops_the_temp_and_prints_the_summary(
+    tmp_path, model, capsys, monkeypatch
+):
+    import signal
+
+    import flowmapsr.inference.images as images
+
+    files = [save(tmp_path / "in" / f"{n}.png") for n in "abc"]
+    real_write, writes = images.write_image, []
+
+    def write_image(path, pic, **kwargs):
+        writes.append(path)
+        if len(writes) < 2:
+            return real_write(path, pic, **kwargs)
+
+        def killed_while_writing(f):
+            f.write(b"half a PNG")
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs right here
+
+        images.atomic_write(path, killed_while_writing)
+
+    monkeypatch.setattr(images, "write_image", write_image)
+    out = tmp_path / "out"
+    assert run(*files, "-o", out, "--model", model) == 128 + signal.SIGTERM
+    assert os.listdir(out) == ["a.png"]  # b's temp dropped, c never started
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "1 done, 0 skipped, 0 failed, interrupted by SIGTERM (2 not written)" in summary
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
+def test_sigterm_from_outside_stops_cleanly(tmp_path, model):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    for n in range(40):
+        save(tmp_path / "in" / f"{n:02d}.png", 64, 64)
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd_line = [sys.executable, "-m", "flowmapsr.cli.main", "upscale", str(tmp_path / "in")]
+    cmd_line += ["-o", str(out), "--model", str(model), "--tile", "16"]
+    proc = subprocess.Popen(cmd_line, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not any(out.glob("*.png")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr.decode()[-2000:]
+    assert "interrupted by SIGTERM" in stdout.decode()
+    assert "Traceback" not in stderr.decode()
+    names = os.listdir(out)
+    assert names and all(n.endswith(".png") and not n.startswith(".") for n in names), names
+    assert len(names) < 40

@@ -6,16 +6,23 @@ the exit code is 0 only when every input succeeded (existing outputs kept withou
 ``--overwrite`` count as skipped, not failed). Inputs are never overwritten (checked on resolved
 paths and inodes, so links count); inputs that would share an output name keep their suffix in
 it (``photo.jpg.png``, ``photo.png.png``), which a note and the summary report. The output
-folder is created and checked writable before the model loads.
+folder is created and checked writable before the model loads; temp files an earlier killed run
+left there (our ``.NAME.XXXXXXXX.tmp`` pattern, unlocked) are removed, and said; when every output
+already exists nothing is loaded. SIGTERM stops like SIGINT: the current file's temp is dropped,
+the summary printed, exit code 128 + the signal. Without a terminal (a log, CI) progress is one
+line per image.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -99,6 +106,32 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def _err(msg: str) -> None:
     print(f"flowmapsr upscale: error: {msg}", file=sys.stderr)
+
+
+def _note(msg: str) -> None:
+    print(f"flowmapsr upscale: note: {msg}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _signals_as_interrupts():
+    """SIGTERM raises KeyboardInterrupt like SIGINT does, so a ``kill`` (a CI timeout, a
+    container stop) gets the same clean stop: the current file's temp is dropped by the atomic
+    write, the summary is printed. Yields a dict whose ``"signal"`` is the one received."""
+    caught: dict = {}
+    if threading.current_thread() is not threading.main_thread():
+        yield caught  # signal handlers can only be set from the main thread
+        return
+
+    def handler(signum, frame):
+        caught["signal"] = signum
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield caught
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _is_glob(text: str) -> bool:
@@ -246,6 +279,7 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from flowmapsr.atomic import remove_stale_temps
     from flowmapsr.cli.common import load_pipeline_or_none
     from flowmapsr.inference.api import bf16_fast_on_cpu, upscale_picture
     from flowmapsr.inference.images import (
@@ -267,83 +301,122 @@ def run(args: argparse.Namespace) -> int:
     jobs, notes, refused, renamed = plan_outputs(found, out_dir, FORMATS[args.format])
     for line in errors + refused:
         _err(line)
+    for folder in sorted({out_dir} | {dst.parent for _, dst in jobs}):
+        stale = remove_stale_temps(folder, FORMATS.values())
+        if stale:
+            names = ", ".join(p.name for p in stale[:3]) + (", ..." if len(stale) > 3 else "")
+            notes.append(
+                f"removed {len(stale)} temp file(s) an interrupted run left in {folder} ({names})"
+            )
     for line in notes:
-        print(f"flowmapsr upscale: note: {line}", file=sys.stderr)
+        _note(line)
 
-    pipe = load_pipeline_or_none("upscale", args.model, args.device, args.precision)
-    if pipe is None:
-        return 2
-    if args.precision == "bf16" and pipe.device.type == "cpu" and not bf16_fast_on_cpu():
-        print(
-            "flowmapsr upscale: note: this CPU has no AVX-512 BF16/AMX; bf16 convolutions fall "
-            "back to a slow path here (measured ~55x slower than fp32); prefer fp32",
-            file=sys.stderr,
-        )
     failed, done, skipped = len(errors) + len(refused), 0, 0
+    todo = []
+    for src, dst in jobs:
+        if dst.exists() and not args.overwrite and not _same_file(src, dst):
+            print(f"{src}: {dst} exists, kept (use --overwrite)", file=sys.stderr)
+            skipped += 1
+        else:
+            todo.append((src, dst))
+    pipe, stopped, failed_before = None, None, failed
     seconds, megapixels = 0.0, 0.0
     tile = args.tile or None
     start = time.perf_counter()
-    bar = tqdm(jobs, desc="images", unit="img", file=sys.stderr, disable=None)
-    for src, dst in bar:
-        if _same_file(src, dst):  # changed on disk since the plan (a link made meanwhile)
-            _err(f"{src}: output {dst} is the input itself; refusing to overwrite an input")
-            failed += 1
-            continue
-        if dst.exists() and not args.overwrite:
-            tqdm.write(f"{src}: {dst} exists, kept (use --overwrite)", file=sys.stderr)
-            skipped += 1
-            continue
-        t0 = time.perf_counter()
+    interactive = sys.stderr.isatty()  # a terminal gets bars; a log gets one line per image
+    bar = tqdm(todo, desc="images", unit="img", file=sys.stderr, disable=not interactive)
+    with _signals_as_interrupts() as caught:
         try:
-            pic = read_image(src, max_pixels=max_pixels)
-            tiles = tqdm(desc="tiles", unit="tile", leave=False, file=sys.stderr, disable=None)
+            if todo:  # a rerun with every output in place needs no model
+                pipe = load_pipeline_or_none("upscale", args.model, args.device, args.precision)
+                if pipe is None:
+                    return 2
+                slow_bf16 = args.precision == "bf16" and not bf16_fast_on_cpu()
+                if pipe.device.type == "cpu" and slow_bf16:
+                    _note(
+                        "this CPU has no AVX-512 BF16/AMX; bf16 convolutions fall back to a slow "
+                        "path here (measured ~55x slower than fp32); prefer fp32"
+                    )
+            for current, (src, dst) in enumerate(bar, 1):
+                if _same_file(src, dst):
+                    _err(f"{src}: output {dst} is the input itself; refusing to overwrite an input")
+                    failed += 1
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    pic = read_image(src, max_pixels=max_pixels)
+                    tiles = tqdm(
+                        desc="tiles",
+                        unit="tile",
+                        leave=False,
+                        file=sys.stderr,
+                        disable=not interactive,
+                    )
 
-            def on_tile(n: int, total: int, tiles=tiles) -> None:
-                tiles.total = total
-                tiles.update(n - tiles.n)
+                    def on_tile(n: int, total: int, tiles=tiles) -> None:
+                        tiles.total = total
+                        tiles.update(n - tiles.n)
 
-            try:
-                res = upscale_picture(
-                    pipe,
-                    pic,
-                    scale=args.scale,
-                    steps=args.steps,
-                    guidance=args.guidance,
-                    lora_scale=args.lora_scale,
-                    seed=args.seed,
-                    tile=tile,
-                    overlap=args.overlap if tile else None,
-                    color_fix=args.color_fix,
-                    on_tile=on_tile,
-                )
-            finally:
-                tiles.close()
-            del pic
-            write_image(dst, res, fmt=args.format, quality=args.quality, consume=True)
-        except ImageReadError as err:
-            _err(str(err))
-            failed += 1
-            continue
-        except OSError as err:
-            where = f"cannot write {dst}: " if err.filename else ""
-            _err(f"{src}: {where}{_reason(err)}")
-            failed += 1
-            continue
-        except (ValueError, RuntimeError, MemoryError) as err:
-            _err(f"{src}: {_reason(err)}")
-            failed += 1
-            continue
-        h, w = res.size
-        del res
-        seconds += time.perf_counter() - t0
-        megapixels += h * w / 1e6
-        done += 1
-    bar.close()
+                    try:
+                        res = upscale_picture(
+                            pipe,
+                            pic,
+                            scale=args.scale,
+                            steps=args.steps,
+                            guidance=args.guidance,
+                            lora_scale=args.lora_scale,
+                            seed=args.seed,
+                            tile=tile,
+                            overlap=args.overlap if tile else None,
+                            color_fix=args.color_fix,
+                            on_tile=on_tile,
+                        )
+                    finally:
+                        tiles.close()
+                    del pic
+                    write_image(dst, res, fmt=args.format, quality=args.quality, consume=True)
+                except ImageReadError as err:
+                    _err(str(err))
+                    failed += 1
+                    continue
+                except OSError as err:
+                    where = f"cannot write {dst}: " if err.filename else ""
+                    _err(f"{src}: {where}{_reason(err)}")
+                    failed += 1
+                    continue
+                except (ValueError, RuntimeError, MemoryError) as err:
+                    _err(f"{src}: {_reason(err)}")
+                    failed += 1
+                    continue
+                h, w = res.size
+                del res
+                took = time.perf_counter() - t0
+                seconds += took
+                megapixels += h * w / 1e6
+                done += 1
+                if not interactive:
+                    print(
+                        f"flowmapsr upscale: [{current}/{len(todo)}] {src} -> {dst} "
+                        f"({w}×{h}, {took:.1f} s)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+        except KeyboardInterrupt:  # SIGINT, or SIGTERM (see _signals_as_interrupts)
+            stopped = caught.get("signal", signal.SIGINT)
+        finally:
+            bar.close()
     total = time.perf_counter() - start
     rate = f"{seconds / megapixels:.3f} s per output megapixel" if megapixels else "no output"
+    where = f"device {pipe.device}, {args.precision}" if pipe is not None else "model not loaded"
     also = f", {renamed} renamed (same output name)" if renamed else ""
+    if stopped is not None:
+        left = len(todo) - done - (failed - failed_before)
+        also += f", interrupted by {signal.Signals(stopped).name} ({left} not written)"
     print(
         f"flowmapsr upscale: {done} done, {skipped} skipped, {failed} failed{also} "
-        f"in {total:.1f} s ({rate}, device {pipe.device}, {args.precision})"
+        f"in {total:.1f} s ({rate}, {where})",
+        flush=True,
     )
+    if stopped is not None:
+        return 128 + int(stopped)
     return 0 if failed == 0 else 1
