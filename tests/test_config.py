@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from flowmapsr.config import ConfigError, apply_overrides, from_dict, to_dict
@@ -25,7 +27,7 @@ def test_roundtrip_and_overrides():
 
 
 def test_unknown_key_names_nearest():
-    with pytest.raises(ConfigError, match="did you mean 'diagonal_fraction'"):
+    with pytest.raises(ConfigError, match="did you mean 'pairs.diagonal_fraction'"):
         apply_overrides(ObjectiveConfig(), ["pairs.diagonal_fractoin=0.5"])
     with pytest.raises(ConfigError, match="unknown config key 'nme'"):
         from_dict(ObjectiveConfig, {"nme": "fm"})
@@ -40,3 +42,20 @@ def test_bad_values_are_errors():
         apply_overrides(ObjectiveConfig(), ["name"])
     with pytest.raises(ConfigError, match="is a value"):
         apply_overrides(ObjectiveConfig(), ["name.sub=1"])
+
+
+def test_suggestions_are_whole_keys_and_never_loop():
+    from flowmapsr.config import _keys
+    from flowmapsr.training.config import TrainConfig
+
+    keys = set(_keys(TrainConfig))
+    cfg = TrainConfig()
+    for typo in ("lrr", "lr", "optim.lrr", "optim.l", "batch_size", "data.batchsize", "max_step"):
+        with pytest.raises(ConfigError, match=r"did you mean '([^']+)'") as err:
+            apply_overrides(cfg, [f"{typo}=1"])
+        suggested = re.search(r"did you mean '([^']+)'", str(err.value))[1]
+        assert suggested in keys, (typo, suggested)  # following it gives no unknown-key error
+    assert "optim.lr" in str(pytest.raises(ConfigError, apply_overrides, cfg, ["lr=1"]).value)
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(cfg, ["zzzzqq=1"])
+    assert "did you mean" not in str(err.value)  # nothing close: no random suggestion

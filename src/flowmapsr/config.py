@@ -30,9 +30,39 @@ def _field_types(cls) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def _nearest(key: str, options) -> str:
-    close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.0)
+def _keys(cls, prefix: str = "") -> list[str]:
+    """Every dotted key under dataclass ``cls``: its fields, then its sections' keys."""
+    out = []
+    for name, tp in _field_types(cls).items():
+        out.append(prefix + name)
+        sub, _ = _unwrap_optional(tp)
+        if dataclasses.is_dataclass(sub):
+            out += _keys(sub, f"{prefix}{name}.")
+    return out
+
+
+def _nearest(name: str, options) -> str:
+    """`` (did you mean 'x'?)`` with the option closest to ``name`` (preset and recipe names)."""
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.0)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _nearest_key(key: str, cls, prefix: str = "") -> str:
+    """`` (did you mean 'optim.lr'?)`` for an unknown ``key`` met in dataclass ``cls`` (reached
+    through ``prefix``), or "" when nothing is close.
+
+    Suggestions are whole keys that exist (``lr`` at the top names ``optim.lr``, not the nearest
+    top-level word), found by their last part with a real similarity cutoff, so following one
+    never leads to another unknown-key error: suggestions cannot loop.
+    """
+    by_leaf: dict[str, list[str]] = {}
+    for k in _keys(cls):
+        by_leaf.setdefault(k.rsplit(".", 1)[-1], []).append(k)
+    close = [key] if key in by_leaf else difflib.get_close_matches(key, by_leaf, n=1, cutoff=0.6)
+    if not close:
+        return ""
+    picks = sorted(by_leaf[close[0]], key=lambda k: k.count("."))  # this section's first
+    return " (did you mean " + " or ".join(f"'{prefix}{k}'" for k in picks[:3]) + "?)"
 
 
 def _unwrap_optional(tp):
@@ -112,7 +142,8 @@ def from_dict(cls: type[T], data: dict, _where: str = "") -> T:
     for key, value in data.items():
         path = f"{_where}.{key}" if _where else key
         if key not in types_:
-            raise ConfigError(f"unknown config key '{path}'{_nearest(key, types_)}")
+            prefix = f"{_where}." if _where else ""
+            raise ConfigError(f"unknown config key '{path}'{_nearest_key(key, cls, prefix)}")
         kwargs[key] = _coerce(value, types_[key], path)
     return cls(**kwargs)
 
@@ -153,7 +184,8 @@ def apply_overrides(obj: T, overrides: list[str]) -> T:
             types_ = _field_types(node_cls)
             here = ".".join(parts[: depth + 1])
             if part not in types_:
-                raise ConfigError(f"unknown config key '{here}'{_nearest(part, types_)}")
+                hint = _nearest_key(part, node_cls, "".join(f"{q}." for q in parts[:depth]))
+                raise ConfigError(f"unknown config key '{here}'{hint}")
             if depth == len(parts) - 1:
                 node[part] = _parse_scalar(text)
             else:

@@ -15,7 +15,7 @@ def test_dry_run_prints_the_resolved_config(capsys):
 
 def test_unknown_key_exits_non_zero_naming_the_nearest(capsys):
     assert train_cli.main(["flowmapsr-stage1-fm", "optim.lrr=1", "--dry-run"]) == 2
-    assert "did you mean 'lr'" in capsys.readouterr().err
+    assert "did you mean 'optim.lr'" in capsys.readouterr().err
     assert train_cli.main(["no-such-preset", "--dry-run"]) == 2
 
 
@@ -87,3 +87,30 @@ def test_through_the_main_entry_point(capsys):
     assert "guidance" in capsys.readouterr().out
     assert main(["train", "flowmapsr-stage3-guidance", "objective.guidance.omega_mx=2"]) == 2
     assert "omega_max" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("max_steps=-5", "max_steps"),
+        ("max_steps=0", "max_steps"),
+        ("data.batch_size=0", "data.batch_size"),
+        ("data.batch_size=-2", "data.batch_size"),
+        ("optim.lr=nan", "optim.lr"),
+        ("optim.lr=-1e-4", "optim.lr"),
+        ("optim.lr=.inf", "optim.lr"),
+        ("log_every=0", "log_every"),
+        ("grad_accum=0", "grad_accum"),
+    ],
+)
+def test_dry_run_rejects_values_the_run_cannot_use(capsys, override, key):
+    assert train_cli.main(["flowmapsr-stage1-fm", override, "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{key} must be" in err, err
+
+
+def test_recipe_dry_run_rejects_a_bad_stage_value(capsys, tmp_path):
+    argv = ["flowmapsr-smoke", "--output", str(tmp_path), "--dry-run"]
+    assert recipe_cli.main([*argv, "--stage", "stage1-fm:data.batch_size=0"]) == 2
+    err = capsys.readouterr().err
+    assert "stage 'stage1-fm'" in err and "data.batch_size must be ≥ 1" in err

@@ -66,8 +66,8 @@ def test_scales(tmp_path, model, scale, expect):
 
 
 def test_tiled_cli_matches_untiled(tmp_path, model):
-    a = save(tmp_path / "a.png", 30, 26)
-    assert run(a, "-o", tmp_path / "t", "--model", model, "--tile", "12", "--overlap", "4") == 0
+    a = save(tmp_path / "a.png", 40, 36)
+    assert run(a, "-o", tmp_path / "t", "--model", model, "--tile", "16", "--overlap", "4") == 0
     assert run(a, "-o", tmp_path / "u", "--model", model, "--tile", "0") == 0
     t = np.asarray(Image.open(tmp_path / "t" / "a.png")).astype(float)
     u = np.asarray(Image.open(tmp_path / "u" / "a.png")).astype(float)
@@ -159,6 +159,222 @@ def test_missing_model_and_bad_options(tmp_path, capsys, monkeypatch):
     if not torch.cuda.is_available():
         assert run(a, "-o", tmp_path / "o", "--model", tmp_path, "--device", "cuda") == 2
         assert "CUDA is not available" in capsys.readouterr().err
-    for bad in (["--scale", "0.5"], ["--steps", "0"], ["--tile", "8", "--overlap", "8"]):
-        assert run(a, "-o", tmp_path / "o", "--model", tmp_path, *bad) == 2
+    assert run(a, "-o", tmp_path / "o", "--model", tmp_path, "--tile", "16", "--overlap", "16") == 2
+    assert "--overlap must be below --tile" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() or not os.listdir(tmp_path / "o")
+
+
+@pytest.mark.parametrize(
+    "flag,value",
+    [
+        ("--scale", "0.5"),
+        ("--scale", "0"),
+        ("--scale", "-2"),
+        ("--scale", "inf"),
+        ("--scale", "nan"),
+        ("--scale", "1e9"),
+        ("--scale", "17"),
+        ("--scale", "four"),
+        ("--tile", "1"),
+        ("--tile", "-256"),
+        ("--tile", "1e9"),
+        ("--overlap", "-1"),
+        ("--steps", "0"),
+        ("--steps", "-3"),
+        ("--steps", "inf"),
+        ("--quality", "0"),
+        ("--guidance", "nan"),
+    ],
+)
+def test_numbers_are_bounded_at_parse_time(tmp_path, capsys, flag, value):
+    a = save(tmp_path / "a.png")
+    with pytest.raises(SystemExit) as exit_:
+        run(a, "-o", tmp_path / "o", "--model", tmp_path / "nope", f"{flag}={value}")
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert f"argument {flag}:" in err[-1] and value in err[-1], err
+    assert "Traceback" not in "".join(err)
+    assert not (tmp_path / "o").exists()  # nothing made, nothing loaded
+
+
+def test_bounded_numbers_accept_their_range(tmp_path, model):
+    a = save(tmp_path / "a.png")
+    args = ("-o", tmp_path / "o", "--model", model, "--steps", "1")
+    assert run(a, *args, "--scale", "16", "--tile", "0") == 0
+    assert size_of(tmp_path / "o" / "a.png") == (160, 192)
+
+
+# -- hostile input (issue 18) -------------------------------------------------------------------
+def test_another_input_is_never_overwritten(tmp_path, model, capsys):
+    # a.webp's output name is the input a.png: both keep their suffix instead, nothing is lost.
+    d = tmp_path / "d"
+    save(d / "a.png")
+    Image.open(d / "a.png").save(d / "a.webp", lossless=True)
+    before = (d / "a.png").read_bytes()
+    assert run(d / "a.webp", d / "a.png", "-o", d, "--model", model, "--overwrite") == 0
+    assert (d / "a.png").read_bytes() == before
+    assert size_of(d / "a.webp.png") == (40, 48) and size_of(d / "a.png.png") == (40, 48)
+    captured = capsys.readouterr()
+    assert "2 done, 0 skipped, 0 failed, 2 renamed" in captured.out
+    assert "written as" in captured.err
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_an_input_reached_through_a_link_is_never_overwritten(tmp_path, model, capsys, link):
+    real = save(tmp_path / "real" / "a.png")
+    before = real.read_bytes()
+    out = tmp_path / "out"
+    out.mkdir()
+    # out/a.png is the input file itself under another name; b.jpg's output would land on it.
+    (out / "a.png").symlink_to(real) if link == "symlink" else os.link(real, out / "a.png")
+    save(tmp_path / "other" / "a.jpg")
+    rc = run(real, tmp_path / "other" / "a.jpg", "-o", out, "--model", model, "--overwrite")
+    assert real.read_bytes() == before
+    err = capsys.readouterr().err
+    # the two inputs collide on out/a.png and are renamed, so both are written beside it
+    assert rc == 0, err
+    assert size_of(out / "a.png.png") == (40, 48) and size_of(out / "a.jpg.png") == (40, 48)
+    # alone, the input's output path is the input itself: refused, whatever the flags
+    assert run(out / "a.png", "-o", tmp_path / "real", "--model", model, "--overwrite") == 1
+    assert real.read_bytes() == before
+    assert "refusing to overwrite an input" in capsys.readouterr().err
+
+
+def test_a_failed_read_does_not_skip_a_same_stem_input(tmp_path, model, capsys):
+    (tmp_path / "photo.jpg").write_text("not an image")
+    save(tmp_path / "photo.png")
+    out = tmp_path / "out"
+    assert run(tmp_path / "photo.jpg", tmp_path / "photo.png", "-o", out, "--model", model) == 1
+    captured = capsys.readouterr()
+    assert "already written" not in captured.err
+    assert size_of(out / "photo.png.png") == (40, 48)
+    assert "1 done, 0 skipped, 1 failed, 2 renamed" in captured.out
+    # the same file twice is upscaled once, not a failure
+    twice = (tmp_path / "photo.png", tmp_path / "photo.png")
+    assert run(*twice, "-o", out / "2", "--model", model) == 0
+    assert os.listdir(out / "2") == ["photo.png"]
+    assert "listed more than once" in capsys.readouterr().err
+
+
+def test_bad_output_folder_fails_before_the_model_loads(tmp_path, capsys):
+    a = save(tmp_path / "a.png")
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "file", tmp_path / "file" / "sub"):
+        # --model names no folder: a model load would fail with "cannot load model"
+        assert run(a, "-o", out, "--model", tmp_path / "nope") == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(out) in err, err
+        assert "cannot load model" not in err and ".tmp" not in err
+
+
+def test_write_errors_name_the_output_not_a_temp_file(tmp_path, model, capsys):
+    a = save(tmp_path / "a.png")
+    save(tmp_path / "in" / "sub" / "b.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").write_text("a file where the sub-folder should go")
+    assert run(a, tmp_path / "in", "-o", out, "--model", model) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(err) == 1 and str(out / "sub" / "b.png") in err[0] and ".tmp" not in err[0], err
+    assert size_of(out / "a.png") == (40, 48)
+
+
+def test_rerun_with_every_output_in_place_loads_no_model(tmp_path, model, capsys):
+    a, b = save(tmp_path / "a.png"), save(tmp_path / "b.png")
+    out = tmp_path / "out"
+    assert run(a, b, "-o", out, "--model", model) == 0
+    capsys.readouterr()
+    # the model folder is gone: any model load would fail with exit code 2
+    assert run(a, b, "-o", out, "--model", tmp_path / "no-model") == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("exists, kept") == 2
+    assert "0 done, 2 skipped, 0 failed" in captured.out and "model not loaded" in captured.out
+
+
+def test_progress_is_one_line_per_image_in_a_log(tmp_path, model, capsys):
+    files = [save(tmp_path / f"{n}.png") for n in "abc"]
+    assert run(*files, "-o", tmp_path / "o", "--model", model) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "] " in line]
+    assert [line.split("]")[0][-4:] for line in lines] == ["[1/3", "[2/3", "[3/3"], lines
+    assert all(" -> " in line and " s)" in line for line in lines)
+
+
+def test_stale_temps_of_ours_are_removed_and_nothing_else(tmp_path, model, capsys):
+    import fcntl
+
+    a = save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [out / ".a.png.k3j_9xq0.tmp", out / ".other.webp.abcdefgh.tmp"]
+    kept = [
+        out / ".notes.txt.abcdefgh.tmp",  # not an image output of ours
+        out / ".a.png.short.tmp",  # not mkstemp's 8-character random part
+        out / "a.png.abcdefgh.tmp",  # not hidden
+        out / ".b.png.abcdefgh.tmp.bak",
+        out / ".c.png.livelive.tmp",  # locked: a live writer (another run) owns it
+    ]
+    for path in stale + kept:
+        path.write_bytes(b"partial")
+    with open(out / ".c.png.livelive.tmp", "rb") as live:
+        fcntl.flock(live, fcntl.LOCK_EX)
+        assert run(a, "-o", out, "--model", model) == 0
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in kept)
+    err = capsys.readouterr().err
+    assert "removed 2 temp file(s) an interrupted run left in" in err and str(out) in err
+
+
+def test_sigterm_mid_write_drops_the_temp_and_prints_the_summary(
+    tmp_path, model, capsys, monkeypatch
+):
+    import signal
+
+    import flowmapsr.inference.images as images
+
+    files = [save(tmp_path / "in" / f"{n}.png") for n in "abc"]
+    real_write, writes = images.write_image, []
+
+    def write_image(path, pic, **kwargs):
+        writes.append(path)
+        if len(writes) < 2:
+            return real_write(path, pic, **kwargs)
+
+        def killed_while_writing(f):
+            f.write(b"half a PNG")
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs right here
+
+        images.atomic_write(path, killed_while_writing)
+
+    monkeypatch.setattr(images, "write_image", write_image)
+    out = tmp_path / "out"
+    assert run(*files, "-o", out, "--model", model) == 128 + signal.SIGTERM
+    assert os.listdir(out) == ["a.png"]  # b's temp dropped, c never started
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "1 done, 0 skipped, 0 failed, interrupted by SIGTERM (2 not written)" in summary
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
+def test_sigterm_from_outside_stops_cleanly(tmp_path, model):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    for n in range(40):
+        save(tmp_path / "in" / f"{n:02d}.png", 64, 64)
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd_line = [sys.executable, "-m", "flowmapsr.cli.main", "upscale", str(tmp_path / "in")]
+    cmd_line += ["-o", str(out), "--model", str(model), "--tile", "16"]
+    proc = subprocess.Popen(cmd_line, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not any(out.glob("*.png")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr.decode()[-2000:]
+    assert "interrupted by SIGTERM" in stdout.decode()
+    assert "Traceback" not in stderr.decode()
+    names = os.listdir(out)
+    assert names and all(n.endswith(".png") and not n.startswith(".") for n in names), names
+    assert len(names) < 40

@@ -37,7 +37,7 @@ def test_stage_presets_inherit_and_configure_their_stage():
 def test_overrides_are_strict_and_name_the_nearest_key():
     cfg = resolve_config("flowmapsr-stage2-distill", ["objective.name=lagrangian", "optim.lr=3e-4"])
     assert cfg.objective.name == "lagrangian" and cfg.optim.lr == pytest.approx(3e-4)
-    with pytest.raises(ConfigError, match="did you mean 'lr'"):
+    with pytest.raises(ConfigError, match="did you mean 'optim.lr'"):
         resolve_config("flowmapsr-stage1-fm", ["optim.lrr=1"])
     with pytest.raises(ConfigError, match="unknown preset"):
         resolve_config("flowmapsr-stage9")

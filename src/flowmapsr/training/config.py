@@ -10,9 +10,11 @@ Presets are YAML files over these defaults (``flowmapsr/configs``); overrides ar
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from flowmapsr.config import ConfigError
 from flowmapsr.nets.discriminator import DiscriminatorConfig
 from flowmapsr.nets.lora import LoRAConfig
 from flowmapsr.nets.small import SmallNetConfig
@@ -121,3 +123,40 @@ class TrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+
+
+def check_config(config: TrainConfig) -> TrainConfig:
+    """``config`` if its numbers can train; else a one-line :class:`ConfigError` naming the key.
+
+    Called where presets and overrides are resolved, so ``--dry-run`` rejects what the run would
+    reject later (or, worse, accept: ``max_steps=-5`` exported an untrained model with exit 0,
+    ``data.batch_size=0`` was a ZeroDivisionError, a NaN ``lr`` trained to NaN weights).
+    """
+
+    def need(key: str, ok: bool, rule: str) -> None:
+        if not ok:
+            value = config
+            for part in key.split("."):
+                value = getattr(value, part)
+            raise ConfigError(f"{key} must be {rule}, got {value!r}")
+
+    def positive_finite(x: float) -> bool:
+        return math.isfinite(x) and x > 0
+
+    need("max_steps", config.max_steps >= 1, "≥ 1")
+    need("grad_accum", config.grad_accum >= 1, "≥ 1")
+    need("log_every", config.log_every >= 1, "≥ 1")
+    need("max_minutes", math.isfinite(config.max_minutes) and config.max_minutes >= 0, "≥ 0")
+    need("data.batch_size", config.data.batch_size >= 1, "≥ 1")
+    need("data.crop_size", config.data.crop_size >= 1, "≥ 1")
+    need("data.synthetic_count", config.data.synthetic_count >= 1, "≥ 1")
+    need("data.scales", bool(config.data.scales) and min(config.data.scales) >= 1, "scales ≥ 1")
+    need("data.clean_fraction", 0 <= config.data.clean_fraction <= 1, "in [0, 1]")
+    need("optim.lr", positive_finite(config.optim.lr), "a finite number > 0")
+    need("optim.warmup_steps", config.optim.warmup_steps >= 0, "≥ 0")
+    need("optim.ema_decay", 0 <= config.optim.ema_decay <= 1, "in [0, 1]")
+    need("validation.every", config.validation.every >= 0, "≥ 0 (0 = only at the end)")
+    need("checkpoint.every", config.checkpoint.every >= 0, "≥ 0 (0 = only at the end)")
+    need("checkpoint.keep", config.checkpoint.keep >= 1, "≥ 1")
+    need("adversarial.disc_lr", positive_finite(config.adversarial.disc_lr), "a finite number > 0")
+    return config

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flowmapsr.config import ConfigError, _nearest, apply_overrides, from_dict, load_yaml
-from flowmapsr.training.config import TrainConfig
+from flowmapsr.training.config import TrainConfig, check_config
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 RECIPE_DIR = CONFIG_DIR / "recipes"
@@ -64,7 +64,7 @@ def resolve_config(preset: str, overrides: list[str] | None = None) -> TrainConf
         cfg = from_dict(TrainConfig, preset_dict(preset))
     except ConfigError as err:
         raise ConfigError(f"preset '{preset}': {err}") from None
-    return apply_overrides(cfg, list(overrides or []))
+    return check_config(apply_overrides(cfg, list(overrides or [])))
 
 
 def recipe_dict(name: str) -> dict:

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from flowmapsr.config import ConfigError, apply_overrides, from_dict
-from flowmapsr.training.config import TrainConfig
+from flowmapsr.training.config import TrainConfig, check_config
 from flowmapsr.training.presets import _merge, preset_dict, recipe_dict
 
 
@@ -52,6 +52,10 @@ def stage_configs(
             output_dir=str(out / st["name"]),
             init_from=str(prev) if prev is not None else cfg.init_from,
         )
+        try:
+            check_config(cfg)
+        except ConfigError as err:
+            raise ConfigError(f"recipe '{recipe}', stage '{st['name']}': {err}") from None
         configs.append(cfg)
         prev = out / st["name"] / "export"
     return configs
