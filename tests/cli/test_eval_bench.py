@@ -11,6 +11,7 @@ from PIL import Image
 
 from flowmapsr.cli.main import main
 from flowmapsr.convert import unit_to_pil
+from flowmapsr.inference.pipeline import PipelineConfig
 from flowmapsr.metrics import create_metric
 from flowmapsr.metrics.evaluate import PERCEPTUAL_FR, default_fr
 from flowmapsr.metrics.files import load_image
@@ -94,8 +95,7 @@ def test_eval_reports_bad_files_and_goes_on(folders, tmp_path, capsys):
 class FakePipeline:
     """Stands in for SRPipeline: bicubic plus a tiny step-dependent offset."""
 
-    class config:  # noqa: N801
-        steps = 1
+    config = PipelineConfig(steps=1)
 
     @classmethod
     def from_pretrained(cls, path=None):

@@ -97,13 +97,11 @@ def mode_knobs(
     name = DEFAULT_MODE if mode is None else mode
     if name not in MODES:
         raise ValueError(f"unknown mode '{name}'; choose from {', '.join(MODES)}")
-    modes = getattr(config, "modes", None) or {}  # stand-in configs may lack the newer fields
-    if name not in modes and name != DEFAULT_MODE:
-        have = ", ".join(sorted({DEFAULT_MODE, *modes}))
+    if name not in config.modes and name != DEFAULT_MODE:
+        have = ", ".join(sorted({DEFAULT_MODE, *config.modes}))
         raise ValueError(f"this model defines no '{name}' mode (it has: {have})")
-    d = PipelineConfig()
-    base = {k: getattr(config, k, getattr(d, k)) for k in MODE_KNOBS}
-    base.update(modes.get(name, {}))
+    base = {k: getattr(config, k) for k in MODE_KNOBS}
+    base.update(config.modes.get(name, {}))
     given = {"steps": steps, "guidance": guidance, "lora_scale": lora_scale}
     base.update({k: v for k, v in given.items() if v is not None})
     return {"steps": int(base["steps"]), "guidance": float(base["guidance"]),

@@ -188,8 +188,7 @@ def build_method(spec: MethodSpec, pipelines: dict | None = None) -> Method:
         def run_flow(lr: torch.Tensor, scale: int) -> torch.Tensor:
             return pipe.upscale_tensor(lr, scale=scale, **opts).clamp_(0.0, 1.0)
 
-        pcfg = getattr(pipe, "config", None)
-        has_lora = getattr(pcfg, "lora", None) is not None
+        has_lora = pipe.config.lora is not None
         settings = {
             "model": model or "built-in",
             "precision": precision,
