@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import time
 
 import torch
 
@@ -61,30 +59,19 @@ def main(argv=None) -> dict:
     hr = torch.rand(args.batch, 3, args.crop, args.crop, generator=g) * 2 - 1
     fake = (hr + 0.2 * torch.randn(hr.shape, generator=g)).clamp(-1, 1)
 
-    from train_throughput import make_cell  # the same baseline step as that benchmark
+    # the same baseline step and timing loop as that benchmark
+    from train_throughput import machine, make_cell, round_robin
 
     cells = {"baseline_fm_step": (make_cell("small", "fm", args.batch, args.crop, 0)[0], "")}
     for name, fields in LOSSES.items():
         cells[name] = loss_cell(fields, hr, fake, bf16=False)
         if args.bf16 and name != "sobel_l1":
             cells[name + "_bf16"] = loss_cell(fields, hr, fake, bf16=True)
-    for step, _ in cells.values():  # warm-up
-        step()
-    times = {k: [] for k in cells}
-    for _ in range(args.repeats):
-        for key, (step, _) in cells.items():
-            t0 = time.perf_counter()
-            for _ in range(args.steps):
-                step()
-            times[key].append((time.perf_counter() - t0) / args.steps)
+    times = round_robin({k: step for k, (step, _) in cells.items()}, args.steps, args.repeats)
     base = statistics.median(times["baseline_fm_step"])
     result = {
         "benchmark": "perceptual_loss_cost",
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-        },
+        "machine": machine(),
         "batch": args.batch,
         "crop": args.crop,
         "baseline": "one fm training step of the small backbone (64x8), same batch, same run",

@@ -56,6 +56,30 @@ def make_cell(size: str, objective: str, batch: int, crop: int, seed: int):
     return step, n_params
 
 
+def round_robin(steps: dict, n: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each ``steps[key]()``: one warm-up call each (allocator, JVP
+    tracing), then ``repeats`` rounds of ``n`` calls per cell, interleaved so that load from
+    other processes hits every cell alike. Returns ``key → [seconds per call, per round]``."""
+    for step in steps.values():
+        step()
+    times: dict = {k: [] for k in steps}
+    for _ in range(repeats):
+        for key, step in steps.items():
+            t0 = time.perf_counter()
+            for _ in range(n):
+                step()
+            times[key].append((time.perf_counter() - t0) / n)
+    return times
+
+
+def machine() -> dict:
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="tiny,small")
@@ -76,23 +100,11 @@ def main(argv=None) -> dict:
     cells = {
         (s, o): make_cell(s, o, args.batch, args.crop, args.seed) for s in sizes for o in objectives
     }
-    for step, _ in cells.values():  # warm-up (allocator, JVP tracing)
-        step()
-    times: dict = {k: [] for k in cells}
-    for _ in range(args.repeats):
-        for key, (step, _) in cells.items():
-            t0 = time.perf_counter()
-            for _ in range(args.steps):
-                step()
-            times[key].append((time.perf_counter() - t0) / args.steps)
+    times = round_robin({k: step for k, (step, _) in cells.items()}, args.steps, args.repeats)
     mp = args.batch * args.crop * args.crop / 1e6
     result = {
         "benchmark": "train_throughput",
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-        },
+        "machine": machine(),
         "batch": args.batch,
         "crop": args.crop,
         "steps": args.steps,
