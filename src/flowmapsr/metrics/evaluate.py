@@ -24,10 +24,13 @@ PERCEPTUAL_FR = ("lpips", "dists")
 
 def default_fr() -> tuple[str, ...]:
     """``DEFAULT_FR`` plus LPIPS / DISTS where ``flowmapsr weights fetch`` has put their weights."""
+    from flowmapsr.metrics.learned import DISTS, LPIPS
     from flowmapsr.pretrained.store import weight_path
 
-    need = {"lpips": ["alexnet"], "dists": ["vgg16", "dists"]}
-    extra = [m for m in PERCEPTUAL_FR if all(weight_path(w).is_file() for w in need[m])]
+    metrics = {m.name: m for m in (LPIPS, DISTS)}
+    extra = [
+        m for m in PERCEPTUAL_FR if all(weight_path(w).is_file() for w in metrics[m].weight_files)
+    ]
     return DEFAULT_FR + tuple(extra)
 
 

@@ -81,6 +81,8 @@ class _PerceptualMetric(Metric):
     full_reference = True
     #: inputs the net expects: "signed" = [-1, 1] (LPIPS), "unit" = [0, 1] (DISTS)
     value_range = "unit"
+    #: cache files (:mod:`flowmapsr.pretrained.store`) the net is built from
+    weight_files: tuple[str, ...] = ()
 
     def __init__(self, crop_border: int = 0):
         self.crop_border = int(crop_border)
@@ -111,11 +113,13 @@ class LPIPS(_PerceptualMetric):
 
     name = "lpips"
     value_range = "signed"
+    lpips_net = "alex"
+    weight_files = ("alexnet",)
 
     def build(self):
         from flowmapsr.nets.perceptual import LPIPSNet
 
-        return LPIPSNet("alex")
+        return LPIPSNet(self.lpips_net)
 
 
 @register("lpips-vgg")
@@ -123,11 +127,8 @@ class LPIPSVGG(LPIPS):
     """LPIPS v0.1 on VGG16. Lower is better."""
 
     name = "lpips-vgg"
-
-    def build(self):
-        from flowmapsr.nets.perceptual import LPIPSNet
-
-        return LPIPSNet("vgg")
+    lpips_net = "vgg"
+    weight_files = ("vgg16",)
 
 
 @register("dists")
@@ -135,6 +136,7 @@ class DISTS(_PerceptualMetric):
     """DISTS (Ding et al. 2020) on the weights from ``flowmapsr weights fetch dists``."""
 
     name = "dists"
+    weight_files = ("vgg16", "dists")
 
     def build(self):
         from flowmapsr.nets.perceptual import DISTSNet
