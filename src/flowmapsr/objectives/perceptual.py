@@ -122,7 +122,8 @@ class VGGFeatureLoss(nn.Module):
         unknown = [k for k in layers if k not in VGG16_LAYERS]
         if unknown:
             raise ValueError(f"unknown VGG16 layer(s) {unknown}; known: {', '.join(VGG16_LAYERS)}")
-        self.names = list(layers)
+        # in network order: the feature stack returns its taps in that order
+        self.names = sorted(layers, key=VGG16_LAYERS.__getitem__)
         self.weights = [float(layers[k]) for k in self.names]
         self.net = vgg16_features([VGG16_LAYERS[k] for k in self.names])
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
@@ -132,12 +133,9 @@ class VGGFeatureLoss(nn.Module):
     def forward(self, x, y):
         n = x.shape[0]
         h = ((torch.cat([x, y]) + 1) / 2 - self.mean) / self.std
-        # taps come back in network order; pair them with their names in that order
-        order = sorted(range(len(self.names)), key=lambda i: self.net.taps[i])
-        feats = self.net(h)
         total = x.new_zeros(n)
-        for f, i in zip(feats, order):
-            total = total + self.weights[i] * (f[:n] - f[n:]).abs().flatten(1).mean(1)
+        for f, w in zip(self.net(h), self.weights):
+            total = total + w * (f[:n] - f[n:]).abs().flatten(1).mean(1)
         return total
 
 
