@@ -25,6 +25,39 @@ class ConfigError(ValueError):
     """A configuration key or value that cannot be used; the message names key and reason."""
 
 
+class TaggedConfig:
+    """Base of a config section whose dataclass is chosen by a tag key (e.g. ``net.type``).
+
+    A field annotated with a subclass ``S`` of this class holds an instance of one of
+    ``S.variants()`` (tag → dataclass); a mapping is read as the variant its ``S.tag`` key
+    names (``S.default_kind`` when the key is absent, so configs written before the section
+    was tagged still load). Overrides walk into the variant the section holds, and an override
+    of the tag itself starts the section afresh from the new variant's defaults.
+    """
+
+    tag: typing.ClassVar[str] = "type"
+    default_kind: typing.ClassVar[str] = ""
+    what: typing.ClassVar[str] = "kind"  # noun for error messages ("network type")
+
+    @classmethod
+    def variants(cls) -> dict[str, type]:
+        raise NotImplementedError
+
+    @classmethod
+    def variant(cls, kind: Any, where: str = "") -> type:
+        """The dataclass registered for ``kind``; else a one-line :class:`ConfigError`."""
+        found = cls.variants()
+        if kind not in found:
+            key = f"{where}.{cls.tag}: " if where else ""
+            known = ", ".join(sorted(found))
+            raise ConfigError(f"{key}unknown {cls.what} {kind!r} (registered: {known})")
+        return found[kind]
+
+
+def _tagged(tp) -> bool:
+    return isinstance(tp, type) and issubclass(tp, TaggedConfig)
+
+
 def _field_types(cls) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
@@ -36,6 +69,8 @@ def _keys(cls, prefix: str = "") -> list[str]:
     for name, tp in _field_types(cls).items():
         out.append(prefix + name)
         sub, _ = _unwrap_optional(tp)
+        if _tagged(sub):  # suggestions come from the default variant
+            sub = sub.variant(sub.default_kind)
         if dataclasses.is_dataclass(sub):
             out += _keys(sub, f"{prefix}{name}.")
     return out
@@ -81,6 +116,13 @@ def _coerce(value: Any, tp, where: str):
         if optional or tp is Any:
             return None
         raise ConfigError(f"{where}: None is not allowed")
+    if _tagged(tp):
+        variants = tuple(tp.variants().values())
+        if isinstance(value, variants):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return from_dict(tp.variant(value.get(tp.tag, tp.default_kind), where), value, where)
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
@@ -179,7 +221,7 @@ def apply_overrides(obj: T, overrides: list[str]) -> T:
             raise ConfigError(f"override '{item}' is not of the form key=value")
         key, text = item.split("=", 1)
         parts = key.strip().split(".")
-        node_cls, node = type(obj), data
+        node_cls, node, section = type(obj), data, None  # section: the tagged base, if any
         for depth, part in enumerate(parts):
             types_ = _field_types(node_cls)
             here = ".".join(parts[: depth + 1])
@@ -187,12 +229,23 @@ def apply_overrides(obj: T, overrides: list[str]) -> T:
                 hint = _nearest_key(part, node_cls, "".join(f"{q}." for q in parts[:depth]))
                 raise ConfigError(f"unknown config key '{here}'{hint}")
             if depth == len(parts) - 1:
-                node[part] = _parse_scalar(text)
+                value = _parse_scalar(text)
+                if section is not None and part == section.tag and value != node.get(part):
+                    # Another variant: its own defaults, not the old variant's fields.
+                    fresh = to_dict(section.variant(value, ".".join(parts[:depth]))())
+                    node.clear()
+                    node.update(fresh)
+                node[part] = value
             else:
                 sub, _ = _unwrap_optional(types_[part])
                 if not dataclasses.is_dataclass(sub):
                     raise ConfigError(f"'{here}' is a value, not a section")
-                if node.get(part) is None:
+                section = sub if _tagged(sub) else None
+                if section is not None:
+                    if node.get(part) is None:
+                        node[part] = to_dict(section.variant(section.default_kind)())
+                    sub = section.variant(node[part].get(section.tag, section.default_kind), here)
+                elif node.get(part) is None:
                     node[part] = to_dict(sub())
                 node_cls, node = sub, node[part]
     return from_dict(type(obj), data)

@@ -25,7 +25,7 @@ from flowmapsr.convert import unit_to_model
 from flowmapsr.flowmap import PROMPT_POS, Condition
 from flowmapsr.inference.solvers import flowmap_solve, time_grid
 from flowmapsr.inference.tiling import upscale_tiled
-from flowmapsr.nets import build_net
+from flowmapsr.nets import build_net, size_multiple
 from flowmapsr.nets.lora import (
     LoRAConfig,
     attach_lora,
@@ -158,7 +158,10 @@ class SRPipeline:
             raise ValueError(f"{cfg_path}: not valid JSON ({err})") from None
         config = from_dict(PipelineConfig, raw)
         check_modes(config.modes, str(cfg_path))
-        net = build_net(config.net)
+        try:  # an untagged net config (older exports) is the small net
+            net = build_net(config.net)
+        except ValueError as err:
+            raise ValueError(f"{cfg_path}: {err}") from None
         weights = folder / WEIGHTS_NAME
         if not weights.is_file():
             raise FileNotFoundError(f"{folder}: missing {WEIGHTS_NAME}")
@@ -204,11 +207,8 @@ class SRPipeline:
 
     @property
     def size_multiple(self) -> int:
-        """HR sizes fed to the network must be multiples of this (the small net's unshuffle)."""
-        explicit = getattr(self.net, "size_multiple", None)
-        if explicit:
-            return int(explicit)
-        return int(getattr(getattr(self.net, "config", None), "unshuffle", 1) or 1)
+        """HR sizes fed to the network must be multiples of this (the backbone declares it)."""
+        return size_multiple(self.net)
 
     # -- running ---------------------------------------------------------------------------
     def set_lora_scale(self, scale: float | None) -> None:

@@ -12,11 +12,12 @@ import torch
 from torch import nn
 
 from flowmapsr.flowmap import Condition
+from flowmapsr.nets.base import NetConfig
 from flowmapsr.nets.embeddings import sinusoidal
 
 
 @dataclass
-class MLPNetConfig:
+class MLPNetConfig(NetConfig):
     type: str = "mlp"
     dim: int = 2
     hidden: int = 256

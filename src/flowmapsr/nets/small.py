@@ -19,11 +19,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from flowmapsr.flowmap import Condition
+from flowmapsr.nets.base import NetConfig
 from flowmapsr.nets.embeddings import ScalarEmbedding
 
 
 @dataclass
-class SmallNetConfig:
+class SmallNetConfig(NetConfig):
     type: str = "small"
     in_channels: int = 3
     channels: int = 64

@@ -3,7 +3,8 @@
 Each section configures one component: :class:`DataConfig` the batch stream,
 :class:`OptimConfig` the optimiser/scheduler/EMA, :class:`ValidationConfig` the periodic bench
 check, :class:`CheckpointConfig` the checkpoints, :class:`AdversarialConfig` the RpGAN + LoRA
-stage. The backbone (:class:`~flowmapsr.nets.small.SmallNetConfig`) and the objective
+stage. The backbone (a :class:`~flowmapsr.nets.base.NetConfig` chosen by ``net.type`` from the
+:data:`~flowmapsr.nets.NETS` registry) and the objective
 (:class:`~flowmapsr.objectives.base.ObjectiveConfig`) keep their configs beside their code.
 Presets are YAML files over these defaults (``flowmapsr/configs``); overrides are strict.
 """
@@ -15,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from flowmapsr.config import ConfigError
+from flowmapsr.nets import NetConfig, net_config
 from flowmapsr.nets.discriminator import DiscriminatorConfig
 from flowmapsr.nets.lora import LoRAConfig
-from flowmapsr.nets.small import SmallNetConfig
 from flowmapsr.objectives.base import ObjectiveConfig
 from flowmapsr.objectives.perceptual import PerceptualConfig
 
@@ -28,7 +29,7 @@ class DataConfig:
     # folders: HR image folders under ``roots`` (relative paths resolve against the current dir)
     kind: Literal["synthetic", "folders"] = "synthetic"
     roots: list[str] = field(default_factory=list)
-    crop_size: int = 128  # HR crop side; a multiple of every scale × the net's unshuffle
+    crop_size: int = 128  # HR crop side; a multiple of every scale × the net's size multiple
     batch_size: int = 8  # per process, per micro-batch
     scales: list[int] = field(default_factory=lambda: [4])  # one drawn per batch
     degradation: str = "bicubic"  # preset of flowmapsr.data.degradations (realesrgan|mild|bicubic)
@@ -61,7 +62,7 @@ class ValidationConfig:
     hr_dir: str = ""  # HR bench folder ("" = synthetic images)
     lr_dir: str = ""  # matching LR folder (same file names); "" = bicubic LR from the HR
     count: int = 4  # images
-    crop: int = 256  # centre HR crop side (multiple of scale × unshuffle)
+    crop: int = 256  # centre HR crop side (multiple of scale × the net's size multiple)
     scale: int = 4
     steps: list[int] = field(default_factory=lambda: [1, 2])  # NFE values evaluated
     guidance: list[float] = field(default_factory=lambda: [1.0])  # ω values evaluated
@@ -115,7 +116,8 @@ class TrainConfig:
     log_every: int = 10
     progress: Literal["tqdm", "rich", "none"] = "tqdm"
     tensorboard: bool = True
-    net: SmallNetConfig = field(default_factory=SmallNetConfig)
+    # Any registered backbone, picked by ``net.type`` (default and untagged: the small net).
+    net: NetConfig = field(default_factory=lambda: net_config({}))
     objective: ObjectiveConfig = field(default_factory=lambda: ObjectiveConfig(name="fm"))
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -26,14 +26,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from flowmapsr.config import from_dict, save_json, to_dict
+from flowmapsr.config import save_json, to_dict
 from flowmapsr.flowmap import PROMPT_POS, Condition
 from flowmapsr.inference.pipeline import SRPipeline
 from flowmapsr.inference.solvers import flowmap_solve, time_grid
-from flowmapsr.nets import build_net
+from flowmapsr.nets import build_net, describe_net, net_config
 from flowmapsr.nets.discriminator import Discriminator
 from flowmapsr.nets.lora import attach_lora, has_lora
-from flowmapsr.nets.small import SmallNetConfig
 from flowmapsr.objectives import FlowBatch, build_objective
 from flowmapsr.objectives.adversarial import discriminator_step_loss, generator_step_loss
 from flowmapsr.objectives.perceptual import build_perceptual
@@ -148,7 +147,7 @@ def build_network(config: TrainConfig) -> tuple[nn.Module, TrainConfig, str]:
             f"init_from={folder}: the export carries LoRA adapters; start a stage "
             "from an export without them"
         )
-    net_cfg = from_dict(SmallNetConfig, pipe.config.net)
+    net_cfg = net_config(pipe.config.net, f"{folder}: net")
     return pipe.net.train(), replace(config, net=net_cfg), f"init_from {folder}"
 
 
@@ -414,7 +413,7 @@ class Trainer:
             log(
                 f"flowmapsr train [{c.name}]: objective={c.objective.name} "
                 f"guidance={c.objective.guidance.enabled} adversarial={c.adversarial.enabled} "
-                f"net={c.net.channels}x{c.net.blocks} "
+                f"net=[{describe_net(c.net)}] "
                 f"params={sum(p.numel() for p in self.net.parameters()) / 1e6:.3f}M "
                 f"trainable={n_train / 1e6:.3f}M "
                 f"device={self.acc.device} processes={self.acc.num_processes} "
