@@ -101,6 +101,7 @@ def test_through_the_main_entry_point(capsys):
         ("optim.lr=.inf", "optim.lr"),
         ("log_every=0", "log_every"),
         ("grad_accum=0", "grad_accum"),
+        ("objective.pairs.sampler=nope", "objective.pairs.sampler"),
     ],
 )
 def test_dry_run_rejects_values_the_run_cannot_use(capsys, override, key):
@@ -114,3 +115,15 @@ def test_recipe_dry_run_rejects_a_bad_stage_value(capsys, tmp_path):
     assert recipe_cli.main([*argv, "--stage", "stage1-fm:data.batch_size=0"]) == 2
     err = capsys.readouterr().err
     assert "stage 'stage1-fm'" in err and "data.batch_size must be ≥ 1" in err
+
+
+def test_dry_run_names_the_registered_network_types(capsys):
+    from flowmapsr.nets import NETS
+
+    assert train_cli.main(["flowmapsr-stage1-fm", "net.type=huge", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "net.type: unknown network type 'huge'" in err, err
+    assert all(name in err for name in NETS)
+    # Small-net overrides still reach the small net (the default type).
+    assert train_cli.main(["flowmapsr-stage1-fm", "net.channels=32", "--dry-run"]) == 0
+    assert "channels: 32" in capsys.readouterr().out

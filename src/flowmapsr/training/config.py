@@ -21,6 +21,7 @@ from flowmapsr.nets.discriminator import DiscriminatorConfig
 from flowmapsr.nets.lora import LoRAConfig
 from flowmapsr.objectives.base import ObjectiveConfig
 from flowmapsr.objectives.perceptual import PerceptualConfig
+from flowmapsr.paths.time_sampling import PAIR_SAMPLERS
 
 
 @dataclass
@@ -160,5 +161,8 @@ def check_config(config: TrainConfig) -> TrainConfig:
     need("validation.every", config.validation.every >= 0, "≥ 0 (0 = only at the end)")
     need("checkpoint.every", config.checkpoint.every >= 0, "≥ 0 (0 = only at the end)")
     need("checkpoint.keep", config.checkpoint.keep >= 1, "≥ 1")
+    samplers = ", ".join(sorted(PAIR_SAMPLERS))
+    need("objective.pairs.sampler", config.objective.pairs.sampler in PAIR_SAMPLERS,
+         f"a registered pair sampler ({samplers})")  # fmt: skip
     need("adversarial.disc_lr", positive_finite(config.adversarial.disc_lr), "a finite number > 0")
     return config
