@@ -109,6 +109,28 @@ def test_shortcut_uniform_split_zero_at_oracle():
     assert rel < REL_TOL
 
 
+def test_shortcut_uniform_split_draws_from_the_given_generator():
+    """h ~ U(0, 1) comes from the step's generator: same seed, same loss; the global RNG is not
+    touched (a resumed run restores the step generators, not torch's global state)."""
+    oracle = GaussianFlow(dim=3, seed=4)
+    batch, t, r = _batch(oracle, n=64)
+    obj, net = _objective("shortcut", split_uniform=True), Perturbed(oracle)
+
+    def loss(seed):
+        return obj(net, batch, t=t, r=r, generator=torch.Generator().manual_seed(seed)).loss
+
+    torch.manual_seed(0)
+    first = loss(11)
+    torch.manual_seed(1)  # another global state must not matter
+    assert torch.equal(first, loss(11))
+    assert not torch.equal(first, loss(12))  # h really is random (and drawn from generator)
+    torch.manual_seed(5)
+    loss(11)
+    after = torch.rand(3)
+    torch.manual_seed(5)
+    assert torch.equal(after, torch.rand(3))
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_guided_objectives_zero_at_guided_oracle(name):
     """Pos samples with ω ∈ [1, 4], neg and null samples: the guided oracle has zero loss; the

@@ -98,13 +98,14 @@ class FlowMapObjective(nn.Module):
 
     # -- hooks -------------------------------------------------------------------------------
     def off_diagonal_target(
-        self, net, teacher, x, t, r, cond, u, v_diag
+        self, net, teacher, x, t, r, cond, u, v_diag, generator=None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(student, target)`` for the off-diagonal samples.
 
         ``student`` carries gradients, ``target`` does not. ``u`` is the student's output
         ``net(x, t, r, cond)`` (with grad), ``v_diag`` the (possibly guided) diagonal target at
-        ``(x, t)``, for objectives that use it.
+        ``(x, t)``, for objectives that use it. Anything random is drawn from ``generator``
+        (the step's, on the batch's device).
         """
         raise NotImplementedError
 
@@ -155,7 +156,7 @@ class FlowMapObjective(nn.Module):
         if off.any():
             sub = None if cond is None else cond.index(off)
             student, target = self.off_diagonal_target(
-                net, teacher, x[off], t[off], r[off], sub, u[off], v_target[off]
+                net, teacher, x[off], t[off], r[off], sub, u[off], v_target[off], generator
             )
             err = squared_error(student, target.detach())
             per_sample = per_sample.index_put((off.nonzero().squeeze(1),), err)

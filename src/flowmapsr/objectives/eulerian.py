@@ -28,7 +28,7 @@ class Eulerian(FlowMapObjective):
             (v, torch.ones_like(t), torch.zeros_like(r)),
         )
 
-    def off_diagonal_target(self, net, teacher, x, t, r, cond, u, v_diag):
+    def off_diagonal_target(self, net, teacher, x, t, r, cond, u, v_diag, generator=None):
         gap = broadcast_time(t - r, x)
         with torch.no_grad():
             if self.config.eulerian_velocity == "model":

@@ -15,5 +15,5 @@ class FlowMatching(FlowMapObjective):
     name = "fm"
     uses_off_diagonal = False
 
-    def off_diagonal_target(self, net, teacher, x, t, r, cond, u, v_diag):
+    def off_diagonal_target(self, net, teacher, x, t, r, cond, u, v_diag, generator=None):
         raise RuntimeError("flow matching has no off-diagonal term (r is forced to t)")

@@ -23,7 +23,7 @@ class Lagrangian(FlowMapObjective):
         """``(u, ∂_r u)`` at ``(x, t, r)`` by one JVP."""
         return jvp(lambda rr: net(x, t, rr, cond), (r,), (torch.ones_like(r),))
 
-    def off_diagonal_target(self, net, teacher, x, t, r, cond, u, v_diag):
+    def off_diagonal_target(self, net, teacher, x, t, r, cond, u, v_diag, generator=None):
         gap = broadcast_time(t - r, x)
         with torch.no_grad():
             X = x - gap * u.detach()

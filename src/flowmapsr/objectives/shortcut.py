@@ -2,7 +2,8 @@
 
 With ``m = t − h·(t − r)`` (h = ½: the shortcut midpoint) the velocity-space target is
 ``sg(h·u(x_t, t, m) + (1 − h)·u(X(x_t; t → m), m, r))``: no JVP, two extra teacher forwards.
-``split_uniform`` draws h ~ U(0, 1) per sample (Boffi's uniform progressive variant).
+``split_uniform`` draws h ~ U(0, 1) per sample (Boffi's uniform progressive variant) from the
+step's generator, so a seeded step (and a resumed run) repeats.
 Shapes: x ``(B, …)``, t, r ``(B,)``.
 Reference: Frans et al. 2024 (shortcut models, arXiv 2410.12557, eq. 5); Boffi et al. 2025
 (progressive self-distillation, ``pfmm``); FlowMapSR finds this the best and only guidance-stable
@@ -29,9 +30,9 @@ class Shortcut(FlowMapObjective):
         hb = broadcast_time(h, x)
         return hb * u1 + (1.0 - hb) * u2
 
-    def off_diagonal_target(self, net, teacher, x, t, r, cond, u, v_diag):
+    def off_diagonal_target(self, net, teacher, x, t, r, cond, u, v_diag, generator=None):
         if self.config.split_uniform:
-            h = torch.rand(t.shape, device=t.device, dtype=t.dtype)
+            h = torch.rand(t.shape, generator=generator, device=t.device, dtype=t.dtype)
         else:
             h = torch.full_like(t, self.config.split)
         with torch.no_grad():
