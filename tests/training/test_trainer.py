@@ -49,7 +49,13 @@ def test_a_short_run_logs_checkpoints_validates_and_exports(tmp_path, tiny):
     assert y.shape == (1, 3, 32, 32)
 
 
-def test_resume_in_process_repeats_the_uninterrupted_run(tmp_path, tiny):
+# The second variant draws the shortcut split and tie-free discrete pairs from the step generator.
+RANDOM_TIMES = ("objective.split_uniform=true", "objective.pairs.time.kind=discrete",
+                "objective.pairs.time.values=[0,0.25,0.5,0.75,1,1,1,1]")  # fmt: skip
+
+
+@pytest.mark.parametrize("extra", [(), RANDOM_TIMES], ids=["default", "random-split-discrete"])
+def test_resume_in_process_repeats_the_uninterrupted_run(tmp_path, tiny, extra):
     ref_out, cut_out = tmp_path / "ref", tmp_path / "cut"
     common = (
         "objective.name=shortcut",
@@ -57,6 +63,7 @@ def test_resume_in_process_repeats_the_uninterrupted_run(tmp_path, tiny):
         "data.scales=[4,8]",
         "data.source_noise=0.01",
         "optim.schedule=constant",
+        *extra,
     )
     train(resolve_config("flowmapsr-stage1-fm", tiny(ref_out, "max_steps=6", *common)))
     train(
