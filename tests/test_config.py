@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
 
-from flowmapsr.config import ConfigError, apply_overrides, from_dict, to_dict
+from flowmapsr.config import (
+    ConfigError,
+    TaggedConfig,
+    apply_overrides,
+    from_dict,
+    merge_dicts,
+    to_dict,
+)
 from flowmapsr.objectives import ObjectiveConfig
 
 
@@ -59,3 +67,54 @@ def test_suggestions_are_whole_keys_and_never_loop():
     with pytest.raises(ConfigError) as err:
         apply_overrides(cfg, ["zzzzqq=1"])
     assert "did you mean" not in str(err.value)  # nothing close: no random suggestion
+
+
+# -- tagged sections -------------------------------------------------------------------------
+@dataclasses.dataclass
+class _Shape(TaggedConfig):
+    tag, default_kind, what = "kind", "box", "shape kind"
+    kind: str = "box"
+
+    @classmethod
+    def variants(cls):
+        return {"box": _Box, "ball": _Ball}
+
+
+@dataclasses.dataclass
+class _Box(_Shape):
+    kind: str = "box"
+    side: int = 1
+
+
+@dataclasses.dataclass
+class _Ball(_Shape):
+    kind: str = "ball"
+    radius: float = 1.0
+
+
+@dataclasses.dataclass
+class _Scene:
+    shape: _Shape = dataclasses.field(default_factory=_Box)
+    name: str = "s"
+
+
+def test_tagged_section_reads_overrides_and_merges_by_variant():
+    assert from_dict(_Scene, {"shape": {"side": 3}}).shape == _Box(side=3)  # untagged: default
+    assert from_dict(_Scene, {"shape": {"kind": "ball"}}).shape == _Ball()
+    with pytest.raises(
+        ConfigError, match=r"shape\.kind: unknown shape kind 'cone' \(registered: ball, box\)"
+    ):
+        from_dict(_Scene, {"shape": {"kind": "cone"}})
+    with pytest.raises(ConfigError, match="unknown config key 'shape.radius'"):
+        from_dict(_Scene, {"shape": {"radius": 2}})  # a ball's key on a box
+    scene = apply_overrides(_Scene(), ["shape.side=4"])
+    assert scene.shape == _Box(side=4)
+    assert apply_overrides(scene, ["shape.kind=ball", "shape.radius=0.5"]).shape == _Ball(
+        radius=0.5
+    )
+    assert apply_overrides(scene, ["shape.kind=box"]).shape == _Box(side=4)  # same kind: kept
+    with pytest.raises(ConfigError, match="did you mean 'shape.side'"):
+        apply_overrides(_Scene(), ["shape.sid=2"])
+    base = {"shape": {"side": 2}, "name": "a"}
+    assert merge_dicts(base, {"shape": {"side": 5}}, _Scene) == {**base, "shape": {"side": 5}}
+    assert merge_dicts(base, {"shape": {"kind": "ball"}}, _Scene)["shape"] == {"kind": "ball"}

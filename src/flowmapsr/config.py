@@ -190,6 +190,32 @@ def from_dict(cls: type[T], data: dict, _where: str = "") -> T:
     return cls(**kwargs)
 
 
+def merge_dicts(base: dict, child: dict, cls=None) -> dict:
+    """``child`` over ``base`` key by key (mappings merge, the child wins), e.g. a preset over
+    its ``base`` preset.
+
+    With the dataclass ``cls`` the mappings configure, a tagged section (:class:`TaggedConfig`)
+    whose child names another variant than the base replaces the base's section instead of
+    merging into it: the base's fields belong to the other variant's config.
+    """
+    types_ = _field_types(cls) if dataclasses.is_dataclass(cls) else {}
+    out = dict(base)
+    for key, value in child.items():
+        old = out.get(key)
+        if not (isinstance(value, dict) and isinstance(old, dict)):
+            out[key] = value
+            continue
+        sub, _ = _unwrap_optional(types_.get(key, Any))
+        if _tagged(sub):
+            kind = value.get(sub.tag, sub.default_kind)
+            if kind != old.get(sub.tag, sub.default_kind):
+                out[key] = dict(value)
+                continue
+            sub = sub.variants().get(kind)
+        out[key] = merge_dicts(old, value, sub)
+    return out
+
+
 def to_dict(obj) -> dict:
     """Dataclass → plain dict (tuples become lists), ready for YAML/JSON."""
 

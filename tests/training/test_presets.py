@@ -1,6 +1,7 @@
 import pytest
 
 from flowmapsr.config import ConfigError
+from flowmapsr.nets import NETS
 from flowmapsr.training.config import TrainConfig
 from flowmapsr.training.presets import (
     list_presets,
@@ -56,3 +57,15 @@ def test_preset_from_a_yaml_path(tmp_path):
     p.write_text("max_stepz: 7\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="max_steps"):
         resolve_config(str(p))
+
+
+def test_a_child_preset_can_switch_the_backbone(tmp_path):
+    """``net`` merges key by key for the same type; another type replaces the base's section."""
+    base = resolve_config("flowmapsr-stage1-fm").net
+    p = tmp_path / "mine.yaml"
+    p.write_text("base: flowmapsr-stage1-fm\nnet: {blocks: 3}\n", encoding="utf-8")
+    same = resolve_config(str(p)).net
+    assert same.blocks == 3 and same.channels == base.channels and same.type == "small"
+    p.write_text("base: flowmapsr-stage1-fm\nnet: {type: mlp, dim: 3}\n", encoding="utf-8")
+    other = resolve_config(str(p)).net
+    assert other == NETS["mlp"].config_cls(dim=3)

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flowmapsr.config import ConfigError, _nearest, apply_overrides, from_dict, load_yaml
+from flowmapsr.config import (
+    ConfigError,
+    _nearest,
+    apply_overrides,
+    from_dict,
+    load_yaml,
+    merge_dicts,
+)
 from flowmapsr.training.config import TrainConfig, check_config
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -40,10 +47,9 @@ def _preset_path(name: str) -> Path:
 
 
 def _merge(base: dict, child: dict) -> dict:
-    out = dict(base)
-    for k, v in child.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+    """A preset (or a recipe stage's overrides) over its base; a child ``net`` of another
+    ``type`` replaces the base's ``net`` section."""
+    return merge_dicts(base, child, TrainConfig)
 
 
 def preset_dict(name: str, _seen: tuple = ()) -> dict:
