@@ -7,7 +7,7 @@ import torch
 
 from flowmapsr.config import ConfigError, apply_overrides, from_dict, to_dict
 from flowmapsr.flowmap import Condition
-from flowmapsr.inference.pipeline import SRPipeline
+from flowmapsr.inference.pipeline import PipelineConfig, SRPipeline
 from flowmapsr.nets import (
     NETS,
     SmallNetConfig,
@@ -82,6 +82,24 @@ def test_untagged_config_is_the_small_net():
     assert isinstance(cfg, SmallNetConfig) and cfg.type == "small" and cfg.channels == 16
     train = from_dict(TrainConfig, {"net": {"channels": 16}})
     assert isinstance(train.net, SmallNetConfig) and train.net.channels == 16
+
+
+def test_an_untagged_pipeline_folder_loads_as_the_small_net(tmp_path):
+    net = build_net({"channels": 8, "blocks": 1})
+    _perturb(net, torch.Generator().manual_seed(0))
+    folder = SRPipeline(net, PipelineConfig(net=to_dict(net.config))).save_pretrained(tmp_path)
+    cfg = json.loads((folder / "config.json").read_text())
+    del cfg["net"]["type"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    pipe = SRPipeline.from_pretrained(folder)
+    assert pipe.net.config == net.config and pipe.size_multiple == 4
+    x, t, r, cond = _inputs((3, 8, 8), 2, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(pipe.net(x, t, r, cond), net.eval()(x, t, r, cond))
+    cfg["net"]["type"] = "huge"
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"config\.json: net\.type: unknown network type 'huge'"):
+        SRPipeline.from_pretrained(folder)
 
 
 def test_unknown_type_and_foreign_keys_are_one_line_errors():

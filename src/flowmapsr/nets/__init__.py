@@ -91,7 +91,8 @@ def build_net(config: dict | object) -> nn.Module:
 
 
 def describe_net(config: dict | object) -> str:
-    """One line for logs, e.g. ``small 64ch×8 blocks /4`` (the caller adds parameter counts)."""
+    """One line for logs, e.g. ``small channels=64 blocks=8 unshuffle=4 concat_source`` (the
+    caller adds parameter counts)."""
     config = net_config(config)
     return NETS[config.type].describe(config)
 
@@ -106,8 +107,8 @@ register_net(
     SmallNetConfig,
     SmallFlowMapNet,
     describe=lambda c: (
-        f"small {c.channels}ch×{c.blocks} blocks /{c.unshuffle}"
-        + (" +source" if c.concat_source else "")
+        f"small channels={c.channels} blocks={c.blocks} unshuffle={c.unshuffle}"
+        + (" concat_source" if c.concat_source else "")
     ),
     sample_shape=lambda c: (c.in_channels, c.unshuffle, c.unshuffle),
 )
@@ -115,7 +116,7 @@ register_net(
     "mlp",
     MLPNetConfig,
     MLPFlowMap,
-    describe=lambda c: f"mlp {c.hidden}×{c.depth} on R^{c.dim}",
+    describe=lambda c: f"mlp dim={c.dim} hidden={c.hidden} depth={c.depth}",
     sample_shape=lambda c: (c.dim,),
 )
 
