@@ -158,7 +158,7 @@ class SRPipeline:
             raise ValueError(f"{cfg_path}: not valid JSON ({err})") from None
         config = from_dict(PipelineConfig, raw)
         check_modes(config.modes, str(cfg_path))
-        try:  # an untagged net config (older exports) is the small net
+        try:  # (untagged: the small net); an unknown type or key is named with the file
             net = build_net(config.net)
         except ValueError as err:
             raise ValueError(f"{cfg_path}: {err}") from None

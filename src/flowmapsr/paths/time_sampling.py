@@ -75,8 +75,9 @@ PAIR_SAMPLERS: dict[str, PairRule] = {}
 
 
 def register_pair_sampler(name: str, rule: PairRule) -> PairRule:
-    """Make ``rule`` selectable as ``pairs.sampler: name``; returns it (usable as a decorator
-    through ``functools.partial``)."""
+    """Make ``rule`` selectable as ``pairs.sampler: name`` (``objective.pairs.sampler``) and
+    return it. A rule must keep the module's contract: ``r == t`` exactly on ``diag``, ``r < t``
+    elsewhere, every draw from ``generator``."""
     PAIR_SAMPLERS[name] = rule
     return rule
 
