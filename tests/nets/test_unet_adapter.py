@@ -1,0 +1,209 @@
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from flowmapsr.flowmap import Condition
+from flowmapsr.nets.diffusers_common import PromptEmbeds
+from flowmapsr.nets.unet_adapter import TINY, UNetAdapterConfig, UNetFlowMap, build
+
+diffusers = pytest.importorskip("diffusers")
+
+
+def _prompt(variant, n=2, length=7, gen=None, dtype=torch.float32):
+    tokens = torch.randn(n, length, 32, generator=gen, dtype=dtype)
+    pooled = torch.randn(n, 32, generator=gen, dtype=dtype) if variant == "sdxl" else None
+    return PromptEmbeds(tokens=tokens, pooled=pooled)
+
+
+def _inputs(variant, gen, dtype=torch.float32, n=2):
+    x = torch.randn(n, 4, 16, 16, generator=gen, dtype=dtype)
+    src = torch.randn(n, 4, 16, 16, generator=gen, dtype=dtype)
+    t = torch.tensor([0.9, 0.3], dtype=dtype)[:n]
+    cond = Condition(
+        prompt=_prompt(variant, n, gen=gen, dtype=dtype),
+        source=src,
+        omega=torch.full((n,), 2.5, dtype=dtype),
+    )
+    return x, t, cond
+
+
+def _randomise_extra(net, gen):
+    """Give the zero-initialised layers weights, so tests can see whether they are used."""
+    with torch.no_grad():
+        for p in net.extra.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.5)
+        w = net.backbone.conv_in.weight
+        w[:, net.latent_channels :] = (
+            torch.randn(w[:, net.latent_channels :].shape, generator=gen, dtype=w.dtype) * 0.1
+        )
+
+
+@pytest.mark.parametrize("variant", ["sdxl", "sd21"])
+def test_at_init_the_adapter_is_its_backbone(variant, gen):
+    """Zero-initialised t − r / ω embeddings and source channels: the adapter's output equals the
+    plain backbone's (original conv_in, timestep t·1000) for any r, ω and source."""
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DConditionModel.from_config(TINY[variant]()).double()
+    ref = copy.deepcopy(unet)
+    net = UNetFlowMap(UNetAdapterConfig(variant=variant), backbone=unet)
+    x, t, cond = _inputs(variant, gen, torch.float64)
+    p = cond.prompt
+    added = None
+    if variant == "sdxl":
+        ids = torch.tensor([[128.0, 128, 0, 0, 128, 128]] * 2, dtype=torch.float64)
+        added = {"text_embeds": p.pooled, "time_ids": ids}
+    want = ref(x, t * 1000, encoder_hidden_states=p.tokens, added_cond_kwargs=added).sample
+    for r in (t, t * 0.25, torch.zeros(2, dtype=torch.float64)):
+        torch.testing.assert_close(net(x, t, r, cond), want, rtol=1e-10, atol=1e-10)
+    other = cond.replace(source=torch.randn(x.shape, generator=gen, dtype=x.dtype), omega=None)
+    torch.testing.assert_close(net(x, t, t * 0.5, other), want, rtol=1e-10, atol=1e-10)
+    # ... and the new inputs are wired: once trained (non-zero), r, ω and the source matter.
+    _randomise_extra(net, gen)
+    base = net(x, t, t, cond)
+    assert not torch.allclose(net(x, t, t * 0.25, cond), base)
+    assert not torch.allclose(net(x, t, t, cond.replace(omega=torch.ones(2, dtype=x.dtype))), base)
+    assert not torch.allclose(net(x, t, t, other.replace(omega=cond.omega)), base)
+
+
+@pytest.mark.parametrize("variant", ["sdxl", "sd21"])
+def test_tiny_builds_shapes_and_errors(variant, gen):
+    net = build(UNetAdapterConfig(variant=variant))
+    x, t, cond = _inputs(variant, gen)
+    assert net(x, t, t * 0, cond).shape == x.shape
+    assert net.size_multiple == 2
+    # A batch-1 prompt (one cached prompt for the batch) broadcasts; a bare tensor is the tokens.
+    one = PromptEmbeds(
+        cond.prompt.tokens[:1], None if cond.prompt.pooled is None else cond.prompt.pooled[:1]
+    )
+    assert net(x, t, t, cond.replace(prompt=one)).shape == x.shape
+    if variant == "sd21":
+        net(x, t, t, cond.replace(prompt=cond.prompt.tokens))
+    else:
+        with pytest.raises(ValueError, match="pooled"):
+            net(x, t, t, cond.replace(prompt=cond.prompt.tokens))
+    with pytest.raises(ValueError, match="text embeddings"):
+        net(x, t, t, cond.replace(prompt=torch.ones(2, dtype=torch.long)))
+    with pytest.raises(ValueError, match="text embeddings"):
+        net(x, t, t, cond.replace(prompt=None))
+    with pytest.raises(ValueError, match="cond.source"):
+        net(x, t, t, cond.replace(source=None))
+    plain = build(UNetAdapterConfig(variant=variant, concat_source=False))
+    assert plain.backbone.conv_in.in_channels == 4
+    assert plain(x, t, t, cond.replace(source=None)).shape == x.shape
+    with pytest.raises(ValueError, match="addition_embed_type"):
+        wrong = {"addition_embed_type": None} if variant == "sdxl" else TINY["sdxl"]()
+        build(UNetAdapterConfig(variant=variant, backbone=wrong))
+
+
+def test_sub_batches_and_masked_tokens(gen):
+    """``Condition.index`` picks sub-batches of the prompt; masked tokens do not matter."""
+    torch.manual_seed(0)
+    net = build(UNetAdapterConfig(variant="sdxl")).double()
+    x, t, cond = _inputs("sdxl", gen, torch.float64)
+    full = net(x, t, t, cond)
+    sub = cond.index(torch.tensor([False, True]))
+    torch.testing.assert_close(net(x[1:], t[1:], t[1:], sub), full[1:])
+    mask = torch.ones(2, 7, dtype=torch.long)
+    mask[:, -2:] = 0
+    p = cond.prompt
+    masked = PromptEmbeds(p.tokens, p.pooled, mask)
+    changed = p.tokens.clone()
+    changed[:, -2:] = 5.0
+    a = net(x, t, t, cond.replace(prompt=masked))
+    b = net(x, t, t, cond.replace(prompt=PromptEmbeds(changed, p.pooled, mask)))
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)  # the mask is a −1e4 bias, not −inf
+    assert not torch.allclose(a, full)
+
+
+def test_from_pretrained_folder_and_save_load(tmp_path, gen):
+    """``from_pretrained`` reads a diffusers folder (``unet/`` inside) from local files; the
+    architecture config rebuilds the same module without that folder."""
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DConditionModel.from_config(TINY["sdxl"]())
+    unet.save_pretrained(tmp_path / "sdxl" / "unet")
+    (tmp_path / "sdxl" / "model_index.json").write_text("{}")
+    ref = UNetFlowMap(UNetAdapterConfig(), backbone=copy.deepcopy(unet))
+    net = UNetFlowMap.from_pretrained(tmp_path / "sdxl")
+    x, t, cond = _inputs("sdxl", gen)
+    torch.testing.assert_close(net(x, t, t * 0.5, cond), ref(x, t, t * 0.5, cond))
+    # The model's own folder (config.json inside) loads too.
+    direct = build(UNetAdapterConfig(pretrained=str(tmp_path / "sdxl" / "unet")))
+    torch.testing.assert_close(direct(x, t, t, cond), ref(x, t, t, cond))
+    # save → load: the architecture config (no weights folder) + the state dict.
+    _randomise_extra(net, gen)
+    arch = net.architecture_config()
+    assert arch.pretrained is None and arch.backbone["block_out_channels"] == [32, 64]
+    again = build(arch)
+    again.load_state_dict(net.state_dict())
+    torch.testing.assert_close(again(x, t, t * 0.5, cond), net(x, t, t * 0.5, cond))
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        build(UNetAdapterConfig(pretrained=str(tmp_path / "nowhere")))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="not a diffusers model folder"):
+        build(UNetAdapterConfig(pretrained=str(tmp_path / "empty")))
+    (tmp_path / "sd.safetensors").write_bytes(b"")
+    with pytest.raises(ValueError, match="single_file_config"):
+        build(UNetAdapterConfig(pretrained=str(tmp_path / "sd.safetensors")))
+
+
+def test_deepcopy_keeps_its_own_extra_embedding(gen):
+    """EMA targets are deep copies: a copy's hook must add the copy's embedding, not the
+    original's."""
+    net = build(UNetAdapterConfig(variant="sd21"))
+    ema = copy.deepcopy(net)
+    _randomise_extra(net, gen)
+    x, t, cond = _inputs("sd21", gen)
+    fresh = build(UNetAdapterConfig(variant="sd21"))
+    fresh.load_state_dict(ema.state_dict())
+    torch.testing.assert_close(ema(x, t, t * 0.2, cond), fresh(x, t, t * 0.2, cond))
+    assert not torch.allclose(net(x, t, t * 0.2, cond), ema(x, t, t * 0.2, cond))
+
+
+def _central_difference(f, x, v, eps):
+    return (f(x + eps * v) - f(x - eps * v)) / (2 * eps)
+
+
+@pytest.mark.parametrize("variant", ["sdxl", "sd21"])
+def test_jvp_matches_finite_differences(variant, gen):
+    """``torch.func.jvp`` through the adapter (default ``attention="auto"``: math SDPA under a
+    forward tangent) equals central differences: x-tangents in fp64 tightly; t-tangents loosely
+    in fp32, because the backbone's sinusoidal timestep features are computed in fp32."""
+    torch.manual_seed(0)
+    net = build(UNetAdapterConfig(variant=variant)).double()
+    _randomise_extra(net, gen)
+    x, t, cond = _inputs(variant, gen, torch.float64)
+    r = t * 0.4
+    v = torch.randn(x.shape, generator=gen, dtype=x.dtype)
+    u, du = torch.func.jvp(lambda x: net(x, t, r, cond), (x,), (v,))
+    torch.testing.assert_close(u, net(x, t, r, cond))
+    fd = _central_difference(lambda x: net(x, t, r, cond), x, v, 1e-6)
+    torch.testing.assert_close(du, fd, rtol=1e-6, atol=1e-8)
+    # t-tangent (with r fixed, so t − r moves too) in fp32. The features oscillate at up to 1000
+    # rad per unit t: the step must be small (measured: 1e-3 → 50 % error, 3e-5 → 0.08 %).
+    net = net.float()
+    x, cond32 = (
+        x.float(),
+        Condition(
+            prompt=cond.prompt.to(torch.float32),
+            source=cond.source.float(),
+            omega=cond.omega.float(),
+        ),
+    )
+    t32, r32 = t.float(), r.float()
+    _, dt = torch.func.jvp(lambda s: net(x, s, r32, cond32), (t32,), (torch.ones_like(t32),))
+    fd_t = _central_difference(lambda s: net(x, s, r32, cond32), t32, torch.ones_like(t32), 3e-5)
+    err = (dt - fd_t).norm() / fd_t.norm()
+    assert err < 5e-3, f"relative error of the t-tangent {err:.2e}"
+
+
+def test_jvp_through_channels_last_input(gen):
+    """A channels-last latent (as a conv stack may hand over) is made contiguous first: forward AD
+    through the backbone rejects channels-last strides."""
+    net = build(UNetAdapterConfig(variant="sd21"))
+    x, t, cond = _inputs("sd21", gen)
+    xc = x.to(memory_format=torch.channels_last)
+    u, du = torch.func.jvp(lambda x: net(x, t, t, cond), (xc,), (torch.ones_like(xc),))
+    assert torch.isfinite(du).all() and u.shape == x.shape
