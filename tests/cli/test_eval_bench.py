@@ -96,6 +96,7 @@ class FakePipeline:
     """Stands in for SRPipeline: bicubic plus a tiny step-dependent offset."""
 
     config = PipelineConfig(steps=1)
+    device = torch.device("cpu")  # fp32 config: precision auto resolves to fp32
 
     @classmethod
     def from_pretrained(cls, path=None):

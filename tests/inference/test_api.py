@@ -75,3 +75,32 @@ def test_model_folder_and_errors(pipe, tmp_path):
         upscale(np.zeros((4, 4, 2), np.uint8), pipeline=pipe)
     with pytest.raises(ValueError, match="precision"):
         load_pipeline(tmp_path / "m", precision="fp8")
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("declared", ["fp32", "bf16"])
+def test_auto_precision_follows_model_and_cpu(tmp_path, monkeypatch, fast, declared):
+    """``auto`` is bf16 only where the model declares its bf16 cost measured and the CPU has fast
+    bf16 kernels; explicit choices are taken as given."""
+    import flowmapsr.inference.precision as precision
+
+    monkeypatch.setattr(precision, "bf16_fast_on_cpu", lambda: fast)
+    model = random_pipeline({"type": "small", "channels": 8, "blocks": 1}, seed=1)
+    model.config.cpu_precision = declared
+    model.save_pretrained(tmp_path / "m")
+    expect = torch.bfloat16 if fast and declared == "bf16" else torch.float32
+    assert load_pipeline(tmp_path / "m").dtype == expect
+    assert load_pipeline(tmp_path / "m", precision="fp32").dtype == torch.float32
+    assert load_pipeline(tmp_path / "m", precision="bf16").dtype == torch.bfloat16
+
+
+def test_cpu_precision_is_checked_at_load(tmp_path):
+    import json
+
+    random_pipeline({"type": "small", "channels": 8, "blocks": 1}).save_pretrained(tmp_path / "m")
+    cfg = tmp_path / "m" / "config.json"
+    raw = json.loads(cfg.read_text())
+    raw["cpu_precision"] = "fp8"
+    cfg.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="cpu_precision"):
+        load_pipeline(tmp_path / "m")

@@ -50,6 +50,7 @@ class _FakePipeline:
     loaded: list = []
 
     config = PipelineConfig(steps=3, modes={"realism": {"steps": 1, "lora_scale": 1.5}})
+    device = torch.device("cpu")  # fp32 config: precision auto resolves to fp32
 
     @classmethod
     def from_pretrained(cls, path=None):

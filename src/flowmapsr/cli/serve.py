@@ -7,6 +7,8 @@ import sys
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from flowmapsr.cli.upscale import PRECISION_CHOICES
+
     p = subparsers.add_parser(
         "serve",
         help="serve the upscaler as a web page (Gradio)",
@@ -16,7 +18,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--model", metavar="DIR", help="pipeline folder (default: built-in model)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="upload size limit (MB)")
     p.add_argument("--queue-size", type=int, default=8, help="requests allowed to wait")
     p.add_argument(

@@ -36,6 +36,8 @@ MAX_STEPS = 1000
 
 # The modes of flowmapsr.inference.pipeline.MODES, spelled out so that --help stays import-free.
 MODE_CHOICES = ("fidelity", "balanced", "realism")
+# flowmapsr.inference.api.PRECISION_CHOICES, spelled out for the same reason.
+PRECISION_CHOICES = ("auto", "fp32", "bf16")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -75,7 +77,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the source noise (default 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument(
-        "--precision", choices=["fp32", "bf16"], default="fp32", help="network precision"
+        "--precision",
+        choices=PRECISION_CHOICES,
+        default="auto",
+        help="network precision (auto: bf16 on CPUs with fast bf16 kernels when the model's "
+        "config says its bf16 cost was measured small, else fp32)",
     )
     p.add_argument(
         "--tile",
@@ -353,7 +359,7 @@ def run(args: argparse.Namespace) -> int:
                     return 2
                 if args.mode is not None:
                     _note(f"mode {args.mode}: {knobs}")
-                slow_bf16 = args.precision == "bf16" and not bf16_fast_on_cpu()
+                slow_bf16 = pipe.precision == "bf16" and not bf16_fast_on_cpu()
                 if pipe.device.type == "cpu" and slow_bf16:
                     _note(
                         "this CPU has no AVX-512 BF16/AMX; bf16 convolutions fall back to a slow "
@@ -430,7 +436,7 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
     total = time.perf_counter() - start
     rate = f"{seconds / megapixels:.3f} s per output megapixel" if megapixels else "no output"
-    where = f"device {pipe.device}, {args.precision}" if pipe is not None else "model not loaded"
+    where = f"device {pipe.device}, {pipe.precision}" if pipe is not None else "model not loaded"
     also = f", {renamed} renamed (same output name)" if renamed else ""
     if stopped is not None:
         left = len(todo) - done - (failed - failed_before)

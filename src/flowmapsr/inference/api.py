@@ -19,8 +19,13 @@ import torch
 
 from flowmapsr.inference.images import Picture, picture_from_pil, picture_to_pil
 from flowmapsr.inference.pipeline import SRPipeline, model_scale_for, output_size
+from flowmapsr.inference.precision import (  # noqa: F401  (re-exported: the API's names)
+    PRECISION_CHOICES,
+    PRECISIONS,
+    bf16_fast_on_cpu,
+    resolve_precision,
+)
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # BT.601 luma weights, as Pillow's RGB → L conversion uses.
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -35,24 +40,15 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
-def bf16_fast_on_cpu() -> bool:
-    """Whether oneDNN has fast bf16 kernels on this CPU (AVX-512 BF16 or AMX).
-
-    Without them PyTorch runs bf16 convolutions through a slow reference path: on the AVX2-only
-    AMD EPYC of the development machine a 1-NFE upscale took ~55x longer in bf16 than in fp32.
-    """
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def load_pipeline(model=None, device="cpu", precision: str = "fp32") -> SRPipeline:
-    """A pipeline from a folder (None: the built-in model) on ``device`` in ``precision``."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
+def load_pipeline(model=None, device="cpu", precision: str = "auto") -> SRPipeline:
+    """A pipeline from a folder (None: the built-in model) on ``device`` in ``precision``
+    (``auto``, ``fp32`` or ``bf16``; see :func:`resolve_precision`)."""
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(
+            f"unknown precision '{precision}' (choose from {', '.join(PRECISION_CHOICES)})"
+        )
     pipe = SRPipeline.from_pretrained(model, device=resolve_device(device))
-    return pipe.to(dtype=PRECISIONS[precision])
+    return pipe.to(dtype=PRECISIONS[resolve_precision(precision, pipe)])
 
 
 @functools.lru_cache(maxsize=2)
@@ -163,7 +159,7 @@ def upscale(
     color_fix: str = "none",
     model=None,
     device: str = "cpu",
-    precision: str = "fp32",
+    precision: str = "auto",
     pipeline: SRPipeline | None = None,
     mode: str | None = None,
 ):

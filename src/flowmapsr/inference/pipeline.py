@@ -60,6 +60,10 @@ class PipelineConfig:
     # (``MODES``) → knob values (any of ``MODE_KNOBS``); unset knobs keep the defaults above.
     # A model without them has only ``balanced`` = its defaults.
     modes: dict[str, dict] = field(default_factory=dict)
+    # What precision ``auto`` runs on a CPU with fast bf16 kernels (AVX-512 BF16 / AMX): a model
+    # says ``bf16`` once its bf16 cost was measured (≤ 0.05 dB PSNR-Y on the bench sets for the
+    # built-in model); ``fp32`` (the default) keeps such a CPU on fp32. GPUs run fp32 under auto.
+    cpu_precision: str = "fp32"
     info: dict = field(default_factory=dict)  # provenance: recipe, steps, data, wall time …
 
 
@@ -158,6 +162,8 @@ class SRPipeline:
             raise ValueError(f"{cfg_path}: not valid JSON ({err})") from None
         config = from_dict(PipelineConfig, raw)
         check_modes(config.modes, str(cfg_path))
+        if config.cpu_precision not in ("fp32", "bf16"):
+            raise ValueError(f"{cfg_path}: cpu_precision must be fp32 or bf16")
         try:  # (untagged: the small net); an unknown type or key is named with the file
             net = build_net(config.net)
         except ValueError as err:
@@ -204,6 +210,11 @@ class SRPipeline:
     @property
     def dtype(self) -> torch.dtype:
         return next(self.net.parameters()).dtype
+
+    @property
+    def precision(self) -> str:
+        """The network's precision by its short name (``fp32``, ``bf16``)."""
+        return {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(self.dtype, str(self.dtype))
 
     @property
     def size_multiple(self) -> int:

@@ -159,14 +159,21 @@ def build_method(spec: MethodSpec, pipelines: dict | None = None) -> Method:
 
         opts = dict(spec.options)
         model = opts.pop("model", None)
-        precision = opts.pop("precision", "fp32")
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"{spec.label}: precision must be fp32 or bf16, got {precision!r}")
+        from flowmapsr.inference.precision import PRECISION_CHOICES, PRECISIONS, resolve_precision
+
+        asked = opts.pop("precision", "auto")  # as `flowmapsr upscale` runs it by default
+        if asked not in PRECISION_CHOICES:
+            raise ValueError(
+                f"{spec.label}: precision must be one of {', '.join(PRECISION_CHOICES)}, "
+                f"got {asked!r}"
+            )
         cache = pipelines if pipelines is not None else {}
+        if model not in cache:
+            cache[model] = SRPipeline.from_pretrained(model)
+        precision = resolve_precision(asked, cache[model])
         key = model if precision == "fp32" else (model, precision)
         if key not in cache:
-            loaded = SRPipeline.from_pretrained(model)
-            cache[key] = loaded if precision == "fp32" else loaded.to(dtype=torch.bfloat16)
+            cache[key] = SRPipeline.from_pretrained(model).to(dtype=PRECISIONS[precision])
         pipe = cache[key]
         if opts.get("steps") is not None and int(opts["steps"]) < 1:
             raise ValueError(f"{spec.label}: steps must be ≥ 1")
