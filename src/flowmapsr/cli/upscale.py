@@ -292,8 +292,7 @@ def run(args: argparse.Namespace) -> int:
 
     from flowmapsr.atomic import remove_stale_temps
     from flowmapsr.cli.common import load_pipeline_or_none
-    from flowmapsr.inference.api import bf16_fast_on_cpu, upscale_picture
-    from flowmapsr.inference.images import (
+    from flowmapsr.imageio import (
         DEFAULT_MAX_PIXELS,
         FORMATS,
         IMAGE_SUFFIXES,
@@ -301,6 +300,7 @@ def run(args: argparse.Namespace) -> int:
         read_image,
         write_image,
     )
+    from flowmapsr.inference.api import bf16_fast_on_cpu, upscale_picture
 
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
     out_dir = Path(args.output)

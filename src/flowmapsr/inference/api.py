@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-from flowmapsr.inference.images import Picture, picture_from_pil, picture_to_pil
+from flowmapsr.imageio import Picture, picture_from_pil, picture_to_pil
 from flowmapsr.inference.pipeline import SRPipeline, model_scale_for, output_size
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
