@@ -367,6 +367,8 @@ def run(args: argparse.Namespace) -> int:
                 t0 = time.perf_counter()
                 try:
                     pic = read_image(src, max_pixels=max_pixels)
+                    for line in pic.notes:  # e.g. float values outside [0, 1] clipped
+                        _note(line)
                     tiles = tqdm(
                         desc="tiles",
                         unit="tile",
