@@ -210,8 +210,8 @@ def worker_big(job: dict) -> dict:
     from PIL import Image
 
     from flowmapsr.cli.upscale import DEFAULT_OVERLAP
+    from flowmapsr.imageio import read_image, write_image
     from flowmapsr.inference.api import upscale_picture
-    from flowmapsr.inference.images import read_image, write_image
 
     tmp = Path(job["tmp"])
     pipe, kind = _load_pipe(job.get("model"))

@@ -87,7 +87,7 @@ def test_eval_reports_bad_files_and_goes_on(folders, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1
     assert "orphan.png: no reference image" in err
-    assert "broken.png: cannot read image" in err
+    assert "broken.png: not an image" in err  # the package reader's one-line message
     res = json.loads(out.read_text())
     assert set(res["per_image"]) == {"a", "b"} and len(res["errors"]) == 2
 

@@ -329,7 +329,7 @@ def test_sigterm_mid_write_drops_the_temp_and_prints_the_summary(
 ):
     import signal
 
-    import flowmapsr.inference.images as images
+    import flowmapsr.imageio as images
 
     files = [save(tmp_path / "in" / f"{n}.png") for n in "abc"]
     real_write, writes = images.write_image, []

@@ -298,8 +298,7 @@ def run(args: argparse.Namespace) -> int:
 
     from flowmapsr.atomic import remove_stale_temps
     from flowmapsr.cli.common import load_pipeline_or_none
-    from flowmapsr.inference.api import bf16_fast_on_cpu, upscale_picture
-    from flowmapsr.inference.images import (
+    from flowmapsr.imageio import (
         DEFAULT_MAX_PIXELS,
         FORMATS,
         IMAGE_SUFFIXES,
@@ -307,6 +306,7 @@ def run(args: argparse.Namespace) -> int:
         read_image,
         write_image,
     )
+    from flowmapsr.inference.api import bf16_fast_on_cpu, upscale_picture
 
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
     out_dir = Path(args.output)
@@ -373,6 +373,8 @@ def run(args: argparse.Namespace) -> int:
                 t0 = time.perf_counter()
                 try:
                     pic = read_image(src, max_pixels=max_pixels)
+                    for line in pic.notes:  # e.g. float values outside [0, 1] clipped
+                        _note(line)
                     tiles = tqdm(
                         desc="tiles",
                         unit="tile",

@@ -2,7 +2,8 @@
 
 All return float tensors ``(3, H, W)`` in [0, 1] (the degradation pipeline's range; convert with
 :func:`flowmapsr.convert.unit_to_model` for the network). Images are read with Pillow (EXIF
-orientation applied, greyscale / palette / alpha / 16-bit converted to 8-bit RGB).
+orientation applied, greyscale / palette / alpha / 16-bit / float converted to 8-bit RGB) through
+:mod:`flowmapsr.imageio`, the package's one image reader.
 
 Bad files never crash an epoch: files Pillow cannot identify are dropped when the folder is
 indexed, with a warning naming them; a file that fails later, when decoded, is replaced by
@@ -11,23 +12,20 @@ another item (the next good one) and named in a warning once.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import Dataset
 
+from flowmapsr import imageio
 from flowmapsr.data.degradations.sampling import seeded_generator
+from flowmapsr.imageio import LIBRARY_MAX_PIXELS, ImageReadError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
-
-class ImageReadError(ValueError):
-    """An image file that cannot be used; the message is ``"<path>: <reason>"``."""
 
 
 def list_images(roots: str | Path | Iterable[str | Path], recursive: bool = True) -> list[Path]:
@@ -47,42 +45,19 @@ def list_images(roots: str | Path | Iterable[str | Path], recursive: bool = True
     return sorted(set(files))
 
 
-def _to_rgb8(img: Image.Image) -> np.ndarray:
-    """Any Pillow mode → ``(H, W, 3)`` uint8 RGB (16-bit scaled down, alpha dropped)."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        a = np.asarray(img, dtype=np.float64)
-        a = np.clip(a / (65535.0 if a.max() > 255 else 255.0) * 255.0, 0, 255)
-        a = np.round(a).astype(np.uint8)
-        return np.repeat(a[:, :, None], 3, axis=2)
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    return np.asarray(img, dtype=np.uint8)
-
-
 def read_image_uint8(path: str | Path, max_side: int | None = None) -> np.ndarray:
     """Read an image file as ``(H, W, 3)`` uint8 RGB; raises :class:`ImageReadError`.
 
-    With ``max_side``, larger images are shrunk (aspect kept, Pillow Lanczos) so their longer side
-    is ``max_side``; JPEGs are then decoded at a reduced DCT scale first (``Image.draft``), which
-    makes reading a 20 MP photo several times cheaper.
+    Decoded by :func:`flowmapsr.imageio.read_image` (EXIF orientation, every mode, float TIFFs,
+    a multi-frame file refused rather than cut to its first frame), then made 8-bit RGB (grey
+    repeated, 16-bit and float rounded, alpha dropped). With ``max_side``, larger images are
+    shrunk (aspect kept, Pillow Lanczos) so their longer side is ``max_side``; JPEGs are then
+    decoded at a reduced DCT scale first (``Image.draft``), several times cheaper on a 20 MP photo.
     """
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            if max_side and max(img.size) > max_side:
-                f = max_side / max(img.size)
-                img.draft(img.mode, (math.ceil(img.size[0] * f), math.ceil(img.size[1] * f)))
-            img = ImageOps.exif_transpose(img)
-            if max_side and max(img.size) > max_side:
-                f = max_side / max(img.size)
-                size = (max(1, round(img.size[0] * f)), max(1, round(img.size[1] * f)))
-                img = img.convert("RGB").resize(size, Image.LANCZOS)
-            a = _to_rgb8(img)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise ImageReadError(f"{path}: cannot read image ({e})") from None
-    if a.ndim != 3 or a.shape[0] < 1 or a.shape[1] < 1:
-        raise ImageReadError(f"{path}: empty or odd image of shape {a.shape}")
-    return a
+    pic = imageio.read_image(path, max_pixels=LIBRARY_MAX_PIXELS, max_side=max_side)
+    for note in pic.notes:
+        warnings.warn(note, stacklevel=2)
+    return pic.rgb8()
 
 
 def _uint8_to_tensor(a: np.ndarray) -> torch.Tensor:
@@ -96,17 +71,12 @@ def read_image(path: str | Path, max_side: int | None = None) -> torch.Tensor:
 
 
 def probe_image(path: Path) -> tuple[int, int] | None:
-    """``(H, W)`` from the file header, or None (with a warning) if Pillow cannot identify it."""
+    """``(H, W)`` from the file header, or None (with a warning) if it cannot be identified."""
     try:
-        with Image.open(path) as img:
-            w, h = img.size
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        warnings.warn(f"skipping {path}: cannot read image ({e})", stacklevel=3)
+        return imageio.probe_size(path)
+    except ImageReadError as e:
+        warnings.warn(f"skipping {e}", stacklevel=3)
         return None
-    if w < 1 or h < 1:
-        warnings.warn(f"skipping {path}: empty image {w}x{h}", stacklevel=3)
-        return None
-    return h, w
 
 
 def augment_dihedral(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:

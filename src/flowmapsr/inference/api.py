@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-from flowmapsr.inference.images import Picture, picture_from_pil, picture_to_pil
+from flowmapsr.imageio import Picture, picture_from_pil, picture_to_pil
 from flowmapsr.inference.pipeline import SRPipeline, model_scale_for, output_size
 from flowmapsr.inference.precision import (  # noqa: F401  (re-exported: the API's names)
     PRECISION_CHOICES,
@@ -86,8 +86,9 @@ def upscale_picture(
     ``mode``: ``fidelity``, ``balanced`` (None) or ``realism``, the model's measured settings;
     explicit ``steps`` / ``guidance`` / ``lora_scale`` override it."""
     h, w = pic.size
-    maxval = 65535.0 if pic.bits == 16 else 255.0
-    dtype = np.uint16 if pic.bits == 16 else np.uint8
+    # float pictures are [0, 1] already (imageio clipped them) and stay float32, unrounded.
+    maxval = {8: 255.0, 16: 65535.0, 32: 1.0}[pic.bits]
+    dtype = {8: np.uint8, 16: np.uint16, 32: np.float32}[pic.bits]
     color = pic.color if not pic.grey else pic.color[:, :, None]
     lr = torch.from_numpy(color.astype(np.float32)).permute(2, 0, 1).unsqueeze(0).div_(maxval)
     if pic.grey:
@@ -100,7 +101,8 @@ def upscale_picture(
     def sink(y0: int, strip: torch.Tensor) -> None:
         if pic.grey:
             strip = (strip * luma).sum(dim=1, keepdim=True)
-        q = strip[0].mul(maxval).round_().clamp_(0, maxval).permute(1, 2, 0)
+        q = strip[0].mul(maxval)
+        q = (q if pic.bits == 32 else q.round_()).clamp_(0, maxval).permute(1, 2, 0)
         q = q.numpy().astype(dtype)
         out[y0 : y0 + q.shape[0]] = q[:, :, 0] if pic.grey else q
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 import io
 import os
 import re
+import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
 from flowmapsr.atomic import atomic_write_bytes
 from flowmapsr.convert import uint8_to_unit
+from flowmapsr.imageio import LIBRARY_MAX_PIXELS, read_image
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 _TAG = re.compile(r"[_\-.](?:hr|lr|sr|gt|x\d+|lrx\d+|hrx\d+|lr\d+|hr\d+)$", re.IGNORECASE)
@@ -58,30 +59,27 @@ def pair_by_stem(
     return pairs, lonely, [r for r in refs if r not in used]
 
 
-GREY_MODES = ("1", "L", "LA", "P;L")
-
-
 def load_image(path: str | os.PathLike) -> torch.Tensor:
     """File → ``(1, 3, H, W)`` float32 in [0, 1] (greyscale and palette images become RGB).
 
-    Raises ``ValueError`` naming the file when it cannot be decoded.
+    Raises ``ValueError`` (:class:`flowmapsr.imageio.ImageReadError`) naming the file when it
+    cannot be decoded.
     """
     return load_image_info(path)[0]
 
 
 def load_image_info(path: str | os.PathLike) -> tuple[torch.Tensor, bool]:
-    """Like :func:`load_image`, plus whether the file is single-channel (greyscale)."""
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I", "F"):
-                raise ValueError(f"unsupported high-bit-depth mode {im.mode}")
-            grey = im.mode in GREY_MODES
-            rgb = im.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise ValueError(f"{path}: cannot read image ({err})") from err
-    return uint8_to_unit(np.array(rgb)), grey
+    """Like :func:`load_image`, plus whether the file is single-channel (greyscale).
+
+    Decoded by :func:`flowmapsr.imageio.read_image`; 8-bit files give exactly ``k / 255``,
+    16-bit and float files keep their precision (``k / 65535``, the float itself).
+    """
+    pic = read_image(path, max_pixels=LIBRARY_MAX_PIXELS)
+    for note in pic.notes:
+        warnings.warn(note, stacklevel=2)
+    if pic.bits == 8:
+        return uint8_to_unit(pic.rgb8()), pic.grey
+    return torch.from_numpy(pic.unit()).permute(2, 0, 1).unsqueeze(0).contiguous(), pic.grey
 
 
 def quantize(x: torch.Tensor) -> torch.Tensor:

@@ -25,8 +25,8 @@ DEFAULT_MAX_PIXELS = 4_000_000  # input pixels per request (a web page should an
 
 def _bicubic(pic, size):
     """A :class:`Picture` resized with bicubic to ``size = (h, w)``: the slider's "before"."""
+    from flowmapsr.imageio import Picture
     from flowmapsr.inference.api import _resize
-    from flowmapsr.inference.images import Picture
 
     alpha = None if pic.alpha is None else _resize(pic.alpha, size)
     return Picture(_resize(pic.color, size), alpha, pic.icc)
@@ -34,13 +34,13 @@ def _bicubic(pic, size):
 
 def make_handler(pipe, max_pixels: int = DEFAULT_MAX_PIXELS, out_root: str | None = None):
     """The button's callback: ``(path, knobs…) → ((before, after), download path, info)``."""
-    from flowmapsr.inference.api import upscale_picture
-    from flowmapsr.inference.images import (
+    from flowmapsr.imageio import (
         ImageReadError,
         picture_to_pil,
         read_image,
         write_image,
     )
+    from flowmapsr.inference.api import upscale_picture
 
     lock = threading.Lock()  # one model, one request at a time (the queue holds the rest)
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from flowmapsr.convert import model_to_unit, pil_to_unit, rgb_to_y, unit_to_model, unit_to_pil
+from flowmapsr.convert import model_to_unit, rgb_to_y, uint8_to_unit, unit_to_model, unit_to_pil
+from flowmapsr.imageio import LIBRARY_MAX_PIXELS, read_image
 from flowmapsr.resize import imresize, upsample_source
 from flowmapsr.training.config import ValidationConfig
 from flowmapsr.training.data import SyntheticHRDataset
@@ -35,6 +36,12 @@ def _center(img: torch.Tensor, size: int) -> torch.Tensor:
     h, w = img.shape[-2:]
     top, left = max((h - size) // 2, 0), max((w - size) // 2, 0)
     return img[..., top : top + size, left : left + size]
+
+
+def _read_rgb(path: Path) -> torch.Tensor:
+    """A bench image → ``(1, 3, H, W)`` in ``[0, 1]`` on the 8-bit grid (the package's reader:
+    a bad file is a one-line ``ImageReadError`` naming it)."""
+    return uint8_to_unit(read_image(path, max_pixels=LIBRARY_MAX_PIXELS).rgb8())
 
 
 @dataclass
@@ -59,8 +66,6 @@ def load_validation_set(config: ValidationConfig, seed: int = 0) -> ValidationSe
             imresize(hr, scale=1.0 / s).clamp(0, 1),
             [f"synthetic-{i}" for i in range(config.count)],
         )
-    from PIL import Image
-
     hr_dir = Path(config.hr_dir).expanduser().resolve()
     if not hr_dir.is_dir():
         raise FileNotFoundError(f"validation.hr_dir: folder not found: {hr_dir}")
@@ -72,16 +77,14 @@ def load_validation_set(config: ValidationConfig, seed: int = 0) -> ValidationSe
         raise FileNotFoundError(f"validation.lr_dir: folder not found: {lr_dir}")
     hrs, lrs = [], []
     for f in files:
-        with Image.open(f) as im:
-            hr = pil_to_unit(im.convert("RGB"))
+        hr = _read_rgb(f)
         if min(hr.shape[-2:]) < crop:
             raise ValueError(f"{f}: smaller than validation.crop={crop}")
         if lr_dir is not None:
             lr_path = lr_dir / f.name
             if not lr_path.is_file():
                 raise FileNotFoundError(f"{lr_path}: no LR image matching {f.name}")
-            with Image.open(lr_path) as im:
-                lr = pil_to_unit(im.convert("RGB"))
+            lr = _read_rgb(lr_path)
             if tuple(lr.shape[-2:]) != (hr.shape[-2] // s, hr.shape[-1] // s):
                 raise ValueError(f"{lr_path}: size {tuple(lr.shape[-2:])} is not HR/{s}")
             # Crop HR and LR at the same place (LR offsets = HR offsets / s).

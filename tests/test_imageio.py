@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
-from flowmapsr.inference.api import upscale_picture
-from flowmapsr.inference.images import (
+from flowmapsr.imageio import (
     ImageReadError,
     Picture,
     _apply_orientation,
@@ -16,6 +15,7 @@ from flowmapsr.inference.images import (
     read_image,
     write_image,
 )
+from flowmapsr.inference.api import upscale_picture
 from flowmapsr.inference.random_model import random_pipeline
 
 RNG = np.random.default_rng(0)
