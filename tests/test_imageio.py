@@ -180,3 +180,30 @@ def test_failed_write_leaves_no_file(tmp_path):
     with pytest.raises(ValueError):
         write_image(tmp_path / "o.bmp", pic, fmt="bmp")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt,kind", [("gif", "GIF"), ("tif", "TIFF"), ("webp", "WEBP")])
+def test_multi_frame_files_are_refused_unless_frame_0_is_asked_for(tmp_path, fmt, kind):
+    """Never a silent first-frame drop: one line naming the file and its frame count."""
+    frames = [Image.new("RGB", (12, 10), c) for c in ("red", "green", "blue")]
+    path = tmp_path / f"anim.{fmt}"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100)
+    with pytest.raises(ImageReadError, match=r"anim\.\w+: .*3 frames.*--first-frame") as err:
+        read_image(path)
+    assert "\n" not in str(err.value)
+    pic = read_image(path, first_frame=True)
+    assert pic.frames == 3 and pic.color.shape[:2] == (10, 12)
+    r, g, b = (int(v) for v in pic.color[0, 0])
+    assert r > 200 and g < 60 and b < 60  # frame 0 is the red one (lossy WebP: near red)
+
+
+def test_float_tiff_above_one_is_clipped_with_a_note_not_rescaled(tmp_path):
+    """A float image is nominal [0, 1]: values > 1 are clipped (with a note), never taken as a
+    0–255 scale, and the rest keeps float precision."""
+    a = np.linspace(0.0, 3.0, 16 * 16, dtype=np.float32).reshape(16, 16)
+    path = tmp_path / "f.tif"
+    Image.fromarray(a, mode="F").save(path)
+    pic = read_image(path)
+    assert pic.color.dtype == np.float32
+    np.testing.assert_allclose(pic.color[a <= 1], a[a <= 1])
+    assert pic.color.max() == 1.0 and any("clipped" in n for n in pic.notes)
