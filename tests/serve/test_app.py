@@ -12,6 +12,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +22,13 @@ from flowmapsr.inference.random_model import random_pipeline
 
 pytest.importorskip("gradio", reason="flowmapsr serve needs gradio (pip install '.[serve]')")
 
-from flowmapsr.serve.app import build_app, launch, make_handler  # noqa: E402
+from flowmapsr.serve.app import (  # noqa: E402
+    ResultFolders,
+    build_app,
+    close_app,
+    launch,
+    make_handler,
+)
 
 RNG = np.random.default_rng(3)
 
@@ -44,7 +51,7 @@ def test_handler_upscales_and_writes_a_download(pipe, tmp_path):
     with Image.open(download) as im:
         assert im.size == (64, 80) and im.mode == "RGBA"
     assert "16×20 → 64×80" in info
-    (_, after2), _, _ = handler(str(src), 2, 2, 1.0, 1.0, 0, 8, 4, "wavelet")
+    (_, after2), _, _ = handler(str(src), 2, 2, 1.0, 1.0, 0, 16, 4, "wavelet")  # 2 tiles high
     assert after2.size == (32, 40)
 
 
@@ -59,6 +66,97 @@ def test_handler_rejects_bad_uploads(pipe, tmp_path):
         handler(str(tmp_path / "junk.png"), 4, 1, 1.0, 1.0, 0, 0, 0, "none")
     with pytest.raises(gr.Error, match="upload an image"):
         handler(None, 4, 1, 1.0, 1.0, 0, 0, 0, "none")
+
+
+@pytest.mark.parametrize(
+    ("knobs", "message"),
+    [
+        ({"tile": 1}, "tile: must be an integer in 16–65536, or 0 (untiled), got '1'"),
+        ({"tile": 70000}, "tile: must be an integer in 16–65536"),
+        ({"scale": float("inf")}, "scale: must be a number in 1–16, got 'inf'"),
+        ({"scale": 1e9}, "scale: must be a number in 1–16"),
+        ({"steps": 0}, "steps: must be an integer in 1–1000, got '0'"),
+        ({"steps": 2.5}, "steps: expected an integer"),
+        ({"guidance": float("nan")}, "guidance: must be a finite number, got 'nan'"),
+        ({"overlap": -1}, "overlap: must be an integer in 0–65536"),
+        ({"seed": -3}, "seed: must be an integer in 0–"),
+        ({"color_fix": "rainbow"}, "colour fix: must be none, wavelet or adain"),
+    ],
+)
+def test_handler_bounds_the_knobs_like_the_cli(pipe, tmp_path, caplog, knobs, message):
+    """A request that skips the widgets (the API, a script) meets the CLI's parse-time bounds,
+    and the refusal is one log line without a traceback."""
+    import gradio as gr
+
+    handler = make_handler(pipe, out_root=str(tmp_path))
+    args = dict(scale=4, steps=1, guidance=1.0, lora_scale=1.0, seed=0, tile=256, overlap=32)
+    args["color_fix"] = "none"
+    args.update(knobs)
+    src = _png(tmp_path / "in.png")
+    with caplog.at_level("INFO", logger="flowmapsr.serve"):
+        with pytest.raises(gr.Error) as info:
+            handler(str(src), *args.values())
+    assert message in info.value.message and not info.value.print_exception
+    (record,) = caplog.records
+    assert record.exc_info is None and "\n" not in record.getMessage()
+    assert message in record.getMessage()
+    assert not list(handler.results.root.iterdir())  # nothing was computed or written
+
+
+def test_result_folders_are_bounded_and_removed(pipe, tmp_path):
+    handler = make_handler(pipe, out_root=str(tmp_path), keep_results=2)
+    src = _png(tmp_path / "in.png", h=8, w=8)
+    downloads = [handler(str(src), 2, 1, 1.0, 1.0, 0, 0, 0, "none")[1] for _ in range(4)]
+    root = handler.results.root
+    assert root.name.startswith("flowmapsr-") and root.parent == tmp_path
+    assert len(list(root.iterdir())) == 2  # only the newest two requests' folders remain
+    assert [Path(d).exists() for d in downloads] == [False, False, True, True]
+    handler.results.close()
+    assert not root.exists()
+    with pytest.raises(ValueError, match="at least 1"):
+        ResultFolders(0)
+    # collected with its handler (a server that stops): the folder goes too
+    other = make_handler(pipe, out_root=str(tmp_path))
+    other_root = other.results.root
+    del other
+    import gc
+
+    gc.collect()
+    assert not other_root.exists()
+
+
+def test_a_text_file_named_png_gets_our_one_line_message(pipe, tmp_path, capfd):
+    """Through the running server (upload, queue, preprocessing), as a browser would send it:
+    the reply is the reader's message naming the file, not Gradio's PIL error with server
+    paths, and the server log has one line for it, no traceback."""
+    from gradio_client import Client, handle_file
+
+    junk = tmp_path / "notes.png"
+    junk.write_text("these are my notes, not a picture")
+    app = build_app(pipe)
+    try:
+        _, url, _ = launch(app, port=_free_port(), block=False)
+        client = Client(url, verbose=False)
+        with pytest.raises(Exception) as info:
+            client.predict(
+                handle_file(str(junk)), 4, 1, 1.0, 1.0, 0, 256, 32, "none", api_name="/handler"
+            )
+        message = str(info.value)
+        assert "notes.png" in message and "not an image" in message
+        assert "/tmp" not in message and str(tmp_path) not in message
+        # a real image through the same path still works
+        png = _png(tmp_path / "ok.png", h=8, w=8)
+        result = client.predict(
+            handle_file(str(png)), 2, 1, 1.0, 1.0, 0, 0, 0, "none", api_name="/handler"
+        )
+        assert "8×8 → 16×16" in result[2]
+        results_root = app.flowmapsr_results.root
+        assert results_root.exists()
+    finally:
+        close_app(app)
+    assert not results_root.exists()  # closing the app removes its result folders
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
 
 
 def test_app_has_bounded_queue_and_binds_localhost(pipe):

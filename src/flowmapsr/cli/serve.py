@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         _err("needs gradio: pip install 'flowmapsr[serve]'")
         return 2
     from flowmapsr.cli.common import load_pipeline_or_none
-    from flowmapsr.serve.app import build_app, launch
+    from flowmapsr.serve.app import build_app, close_app, launch
 
     pipe = load_pipeline_or_none("serve", args.model, args.device, args.precision)
     if pipe is None:
@@ -49,5 +49,8 @@ def run(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"flowmapsr serve: note: listening on {args.host}, reachable from other machines")
     app = build_app(pipe, max_pixels=args.max_pixels, queue_size=args.queue_size)
-    launch(app, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, block=True)
+    try:
+        launch(app, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, block=True)
+    finally:
+        close_app(app)  # the result folders go with the server, not only at interpreter exit
     return 0
