@@ -378,3 +378,21 @@ def test_sigterm_from_outside_stops_cleanly(tmp_path, model):
     names = os.listdir(out)
     assert names and all(n.endswith(".png") and not n.startswith(".") for n in names), names
     assert len(names) < 40
+
+
+def test_multi_frame_input_is_refused_unless_first_frame(tmp_path, model, capsys):
+    """An animated GIF is never silently cut to its first frame: refused (exit 1, the batch goes
+    on), or upscaled from frame 0 with ``--first-frame``, which the run says."""
+    frames = [Image.new("RGB", (10, 8), c) for c in ("red", "green")]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=50)
+    save(tmp_path / "still.png")
+    out = tmp_path / "out"
+    args = ("--model", model, "--scale", "2", "-o", out)
+    assert run(tmp_path / "anim.gif", tmp_path / "still.png", *args) == 1
+    err = capsys.readouterr().err
+    assert "anim.gif: animated GIF with 2 frames" in err and "--first-frame" in err
+    assert sorted(p.name for p in out.iterdir()) == ["still.png"]
+    assert run(tmp_path / "anim.gif", *args, "--first-frame") == 0
+    assert "2 frames; frame 0 only" in capsys.readouterr().err
+    with Image.open(out / "anim.png") as im:
+        assert im.size == (20, 16) and getattr(im, "n_frames", 1) == 1

@@ -102,6 +102,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="match colours to the upsampled input (default none)",
     )
     p.add_argument(
+        "--first-frame",
+        action="store_true",
+        help="upscale frame 0 of a multi-frame input (animated GIF/PNG/WebP, multi-page TIFF); "
+        "without it such a file is refused, never silently cut to one frame",
+    )
+    p.add_argument(
         "--format", choices=["png", "jpg", "webp"], default="png", help="output format (png)"
     )
     p.add_argument(
@@ -372,9 +378,11 @@ def run(args: argparse.Namespace) -> int:
                     continue
                 t0 = time.perf_counter()
                 try:
-                    pic = read_image(src, max_pixels=max_pixels)
+                    pic = read_image(src, max_pixels=max_pixels, first_frame=args.first_frame)
                     for line in pic.notes:  # e.g. float values outside [0, 1] clipped
                         _note(line)
+                    if pic.frames > 1:  # only with --first-frame; said, never silent
+                        _note(f"{src}: {pic.frames} frames; frame 0 only (--first-frame)")
                     tiles = tqdm(
                         desc="tiles",
                         unit="tile",
