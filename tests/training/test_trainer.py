@@ -225,3 +225,22 @@ def test_bf16_autocast_keeps_losses_in_float32(tmp_path, tiny, objective):
     train(cfg)
     losses = _losses(out)
     assert sorted(losses) == [1, 2] and all(v == v for v in losses.values())
+
+
+def test_resume_with_another_network_shape_is_one_line(tmp_path, tiny):
+    """Changing a shape key (net.channels) and resuming into the same folder names the keys and
+    the two ways out, before any tensor is read; changing the lr still resumes."""
+    train(
+        resolve_config("flowmapsr-stage1-fm", tiny(tmp_path, "max_steps=2", "checkpoint.every=2"))
+    )
+    wider = tiny(tmp_path, "max_steps=4", "net.channels=24")
+    with pytest.raises(ValueError) as err:
+        Trainer(resolve_config("flowmapsr-stage1-fm", wider)).fit()
+    msg = str(err.value)
+    assert "\n" not in msg and "net.channels:" in msg and "→ 24" in msg
+    assert "another output_dir" in msg and "set these keys back" in msg
+    t = Trainer(
+        resolve_config("flowmapsr-stage1-fm", tiny(tmp_path, "max_steps=3", "optim.lr=3e-4"))
+    )
+    t.fit()
+    assert t.step == 3

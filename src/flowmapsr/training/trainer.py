@@ -312,8 +312,34 @@ class Trainer:
             return None
         if not (folder / "state.json").is_file():
             raise FileNotFoundError(f"resume={r}: {folder} is not a checkpoint folder")
+        self.check_resumable(folder)
         self.load_checkpoint(folder)
         return folder
+
+    #: Config sections that decide the shapes of the saved tensors: a change in any of them makes
+    #: the checkpoint unloadable (other keys, e.g. the lr, may change across a resume).
+    SHAPE_KEYS = ("net", "adversarial.enabled", "adversarial.disc", "adversarial.lora")
+
+    def check_resumable(self, folder: Path) -> None:
+        """``ValueError`` (one line) when ``folder``'s run had another network shape than this one.
+
+        Compared on the two configs before any tensor is read, so the user gets the keys that
+        differ (old → new) instead of a page of ``size mismatch`` lines from ``load_state_dict``.
+        """
+        if not (folder / "config.json").is_file():
+            return  # an older checkpoint without its config: load_state_dict still checks
+        old = ckpt.read_json(folder, "config.json")
+        new = to_dict(self.config)
+        diffs = [
+            f"{key}: {a!r} → {b!r}"
+            for section in self.SHAPE_KEYS
+            for key, a, b in _differences(section, _dig(old, section), _dig(new, section))
+        ]
+        if diffs:
+            raise ValueError(
+                f"resume: checkpoint {folder} was written with another network shape "
+                f"({'; '.join(diffs)}); train into another output_dir, or set these keys back"
+            )
 
     # -- pieces of a step ---------------------------------------------------------------------
     def flow_batch(self, tb: TrainBatch) -> FlowBatch:
@@ -504,3 +530,21 @@ def train(config: TrainConfig) -> Path:
         return Trainer(config).fit()
     finally:
         sys.stdout.flush()
+
+
+def _dig(tree: dict, dotted: str):
+    """``tree["a"]["b"]`` for ``"a.b"``; None where a level is missing."""
+    for part in dotted.split("."):
+        if not isinstance(tree, dict):
+            return None
+        tree = tree.get(part)
+    return tree
+
+
+def _differences(prefix: str, a, b):
+    """``(key, old, new)`` for every leaf where two nested config values differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            yield from _differences(f"{prefix}.{k}", a.get(k), b.get(k))
+    elif a != b and a is not None:  # a key the older config lacks is not a change
+        yield prefix, a, b
