@@ -30,6 +30,8 @@ import time
 import weakref
 from pathlib import Path
 
+from flowmapsr.inference.colorfix import METHODS as COLOR_FIXES
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local tool
 
 DEFAULT_MAX_UPLOAD_MB = 20
@@ -161,8 +163,9 @@ def make_handler(
             )
         except ValueError as err:
             raise refuse(str(err)) from None
-        if str(color_fix) not in ("none", "wavelet", "adain"):
-            raise refuse(f"colour fix: must be none, wavelet or adain, got '{color_fix}'")
+        if str(color_fix) not in COLOR_FIXES:
+            allowed = f"{', '.join(COLOR_FIXES[:-1])} or {COLOR_FIXES[-1]}"
+            raise refuse(f"colour fix: must be {allowed}, got '{color_fix}'")
         name = Path(path).name
         try:
             pic = read_image(path, max_pixels=max_pixels)
@@ -287,7 +290,7 @@ def build_app(
                         maximum=MAX_TILE,
                         label="Overlap (input px)",
                     )
-                color_fix = gr.Radio(["none", "wavelet", "adain"], value="none", label="Colour fix")
+                color_fix = gr.Radio(list(COLOR_FIXES), value="none", label="Colour fix")
                 button = gr.Button("Upscale", variant="primary", elem_id="upscale-btn")
             with gr.Column():
                 slider = gr.ImageSlider(
