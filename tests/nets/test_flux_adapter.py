@@ -16,6 +16,7 @@ from flowmapsr.nets.flux_adapter import (
     tiny_flux_config,
     unpack,
 )
+from flowmapsr.testing.adapters import assert_backbone_at_init_then_wired, randomise_new_inputs
 
 diffusers = pytest.importorskip("diffusers")
 
@@ -32,12 +33,7 @@ def _inputs(gen, dtype=torch.float32, n=2, h=16, w=12):
 
 
 def _randomise_extra(net, gen):
-    with torch.no_grad():
-        for p in net.extra.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.5)
-        w = net.backbone.x_embedder.weight
-        k = net.packed_channels
-        w[:, k:] = torch.randn(w[:, k:].shape, generator=gen, dtype=w.dtype) * 0.1
+    randomise_new_inputs(net, net.backbone.x_embedder, net.packed_channels, gen)
 
 
 def test_pack_unpack_and_ids(gen):
@@ -69,15 +65,9 @@ def test_at_init_the_adapter_is_its_backbone(gen):
         guidance=torch.full((2,), 3.5, dtype=torch.float64),
     ).sample
     want = unpack(want, 16, 12)
-    for r in (t, t * 0.25, torch.zeros(2, dtype=torch.float64)):
-        torch.testing.assert_close(net(x, t, r, cond), want, rtol=1e-10, atol=1e-10)
-    other = cond.replace(source=torch.randn(x.shape, generator=gen, dtype=x.dtype), omega=None)
-    torch.testing.assert_close(net(x, t, t * 0.5, other), want, rtol=1e-10, atol=1e-10)
-    _randomise_extra(net, gen)
-    base = net(x, t, t, cond)
-    assert not torch.allclose(net(x, t, t * 0.25, cond), base)
-    assert not torch.allclose(net(x, t, t, cond.replace(omega=torch.ones(2, dtype=x.dtype))), base)
-    assert not torch.allclose(net(x, t, t, other.replace(omega=cond.omega)), base)
+    base = assert_backbone_at_init_then_wired(
+        net, x, t, cond, want, net.backbone.x_embedder, net.packed_channels, gen
+    )
     # The fixed guidance scale reaches the backbone's guidance embedding.
     net.config.guidance = 1.0
     assert not torch.allclose(net(x, t, t, cond), base)

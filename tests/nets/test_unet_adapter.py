@@ -8,6 +8,7 @@ import torch
 from flowmapsr.flowmap import Condition
 from flowmapsr.nets.diffusers_common import PromptEmbeds
 from flowmapsr.nets.unet_adapter import TINY, UNetAdapterConfig, UNetFlowMap, build
+from flowmapsr.testing.adapters import assert_backbone_at_init_then_wired, randomise_new_inputs
 
 diffusers = pytest.importorskip("diffusers")
 
@@ -31,14 +32,7 @@ def _inputs(variant, gen, dtype=torch.float32, n=2):
 
 
 def _randomise_extra(net, gen):
-    """Give the zero-initialised layers weights, so tests can see whether they are used."""
-    with torch.no_grad():
-        for p in net.extra.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.5)
-        w = net.backbone.conv_in.weight
-        w[:, net.latent_channels :] = (
-            torch.randn(w[:, net.latent_channels :].shape, generator=gen, dtype=w.dtype) * 0.1
-        )
+    randomise_new_inputs(net, net.backbone.conv_in, net.latent_channels, gen)
 
 
 @pytest.mark.parametrize("variant", ["sdxl", "sd21"])
@@ -56,16 +50,9 @@ def test_at_init_the_adapter_is_its_backbone(variant, gen):
         ids = torch.tensor([[128.0, 128, 0, 0, 128, 128]] * 2, dtype=torch.float64)
         added = {"text_embeds": p.pooled, "time_ids": ids}
     want = ref(x, t * 1000, encoder_hidden_states=p.tokens, added_cond_kwargs=added).sample
-    for r in (t, t * 0.25, torch.zeros(2, dtype=torch.float64)):
-        torch.testing.assert_close(net(x, t, r, cond), want, rtol=1e-10, atol=1e-10)
-    other = cond.replace(source=torch.randn(x.shape, generator=gen, dtype=x.dtype), omega=None)
-    torch.testing.assert_close(net(x, t, t * 0.5, other), want, rtol=1e-10, atol=1e-10)
-    # ... and the new inputs are wired: once trained (non-zero), r, ω and the source matter.
-    _randomise_extra(net, gen)
-    base = net(x, t, t, cond)
-    assert not torch.allclose(net(x, t, t * 0.25, cond), base)
-    assert not torch.allclose(net(x, t, t, cond.replace(omega=torch.ones(2, dtype=x.dtype))), base)
-    assert not torch.allclose(net(x, t, t, other.replace(omega=cond.omega)), base)
+    assert_backbone_at_init_then_wired(
+        net, x, t, cond, want, net.backbone.conv_in, net.latent_channels, gen
+    )
 
 
 @pytest.mark.parametrize("variant", ["sdxl", "sd21"])
