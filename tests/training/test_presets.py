@@ -2,6 +2,7 @@ import pytest
 
 from flowmapsr.config import ConfigError
 from flowmapsr.nets import NETS
+from flowmapsr.objectives import OBJECTIVES
 from flowmapsr.training.config import TrainConfig
 from flowmapsr.training.presets import (
     list_presets,
@@ -21,7 +22,24 @@ def test_every_shipped_preset_resolves():
         "flowmapsr-stage4-adversarial",
     } <= set(names)
     for name in names:
-        assert isinstance(resolve_config(name), TrainConfig)
+        needs_teacher = OBJECTIVES[preset_dict(name)["objective"]["name"]].needs_frozen_teacher
+        if needs_teacher:  # distils a frozen teacher: resolves only with a start (a recipe sets it)
+            with pytest.raises(ConfigError, match="init_from must be set"):
+                resolve_config(name)
+            assert isinstance(resolve_config(name, ["init_from=runs/x/export"]), TrainConfig)
+        else:
+            assert isinstance(resolve_config(name), TrainConfig)
+
+
+def test_flowsr_presets_configure_their_stages():
+    s1 = resolve_config("flowsr-stage1-srflow")
+    assert s1.objective.name == "srflow" and s1.objective.bridge_noise == 0
+    assert s1.objective.distance.perceptual.kind == "lpips" and s1.data.source_noise == 0
+    s2 = resolve_config("flowsr-stage2-consistency", ["init_from=runs/x/export"])
+    pairs = s2.objective.pairs
+    assert s2.objective.name == "consistency" and pairs.sampler == "fast_slow"
+    assert (pairs.slow_steps, pairs.fast_steps, pairs.diagonal_fraction) == (1000, 4, 0.0)
+    assert len(recipe_dict("flowsr-smoke")["stages"]) == 2
 
 
 def test_stage_presets_inherit_and_configure_their_stage():

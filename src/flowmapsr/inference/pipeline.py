@@ -23,7 +23,7 @@ from flowmapsr.atomic import atomic_write_bytes
 from flowmapsr.config import from_dict, to_dict
 from flowmapsr.convert import unit_to_model
 from flowmapsr.flowmap import PROMPT_POS, Condition
-from flowmapsr.inference.solvers import flowmap_solve, time_grid
+from flowmapsr.inference.solvers import SOLVERS, time_grid
 from flowmapsr.inference.tiling import upscale_tiled
 from flowmapsr.nets import build_net, size_multiple
 from flowmapsr.nets.lora import (
@@ -51,6 +51,7 @@ class PipelineConfig:
     steps: int = 1  # default NFE
     guidance: float = 1.0  # default ω
     grid: str = "uniform"  # time grid kind (see solvers.time_grid)
+    solver: str = "flowmap"  # a name of solvers.SOLVERS (consistency: FlowSR stage-2 models)
     source_noise: float = 0.0  # σ of Gaussian noise added to the upsampled LR at t = 1
     # HR pixels of reflect padding around the image at inference (tiling.py). 8 rather than more:
     # on RealSR (30 images) and Set14 the 1-NFE PSNR-Y is the same within 0.005 dB for 0, 8, 16
@@ -164,6 +165,8 @@ class SRPipeline:
         check_modes(config.modes, str(cfg_path))
         if config.cpu_precision not in ("fp32", "bf16"):
             raise ValueError(f"{cfg_path}: cpu_precision must be fp32 or bf16")
+        if config.solver not in SOLVERS:
+            raise ValueError(f"{cfg_path}: solver must be one of {', '.join(SOLVERS)}")
         try:  # (untagged: the small net); an unknown type or key is named with the file
             net = build_net(config.net)
         except ValueError as err:
@@ -284,7 +287,7 @@ class SRPipeline:
         if c.source_noise > 0 and noise is not None:
             x = src + c.source_noise * noise.to(device=dev, dtype=dt)
         grid = time_grid(steps, c.grid, device=dev, dtype=torch.float32)
-        return flowmap_solve(self.inference_net(), x, grid, cond)
+        return SOLVERS[c.solver](self.inference_net(), x, grid, cond)
 
     @torch.no_grad()
     def upscale_to_sink(

@@ -9,15 +9,19 @@ from flowmapsr.objectives.base import (
     ObjectiveConfig,
     ObjectiveResult,
 )
+from flowmapsr.objectives.consistency import Consistency
 from flowmapsr.objectives.eulerian import Eulerian
 from flowmapsr.objectives.fm import FlowMatching
 from flowmapsr.objectives.guidance import Guidance, GuidanceConfig
 from flowmapsr.objectives.jvp import ForwardADUnsupported, jvp
 from flowmapsr.objectives.lagrangian import Lagrangian
 from flowmapsr.objectives.shortcut import Shortcut
+from flowmapsr.objectives.srflow import SRFlow
 from flowmapsr.objectives.weighting import LearnedWeighting
 
-OBJECTIVES = {cls.name: cls for cls in (FlowMatching, Lagrangian, Eulerian, Shortcut)}
+OBJECTIVES = {
+    cls.name: cls for cls in (FlowMatching, Lagrangian, Eulerian, Shortcut, SRFlow, Consistency)
+}
 
 
 def build_objective(config: ObjectiveConfig) -> FlowMapObjective:
@@ -33,6 +37,8 @@ def build_objective(config: ObjectiveConfig) -> FlowMapObjective:
 __all__ = [
     "OBJECTIVES",
     "build_objective",
+    "Consistency",
+    "SRFlow",
     "Eulerian",
     "FlowBatch",
     "FlowMapObjective",

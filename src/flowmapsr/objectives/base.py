@@ -3,7 +3,11 @@
 Every objective is a small ``nn.Module`` (it may own parameters: the learned weighting λ(t, r))
 with one call signature::
 
-    result = objective(net, batch, t=None, r=None, generator=None, teacher=None)
+    result = objective(net, batch, t=None, r=None, generator=None, teacher=None, frozen=None)
+
+with the networks by role: ``net`` the student (with gradients), ``teacher`` its EMA copy (the
+self-distillation target; ``net`` when None), ``frozen`` a frozen teacher of an earlier stage
+for objectives that declare ``needs_frozen_teacher`` (FlowSR's consistency distillation).
 
 and one result type, :class:`ObjectiveResult` (scalar loss, per-sample loss, float logs).
 A batch is split into its diagonal part (``r = t``: the flow-matching term, optionally with the
@@ -20,6 +24,7 @@ import torch
 from torch import nn
 
 from flowmapsr.flowmap import Condition
+from flowmapsr.objectives.distance import DistanceConfig
 from flowmapsr.objectives.guidance import Guidance, GuidanceConfig
 from flowmapsr.objectives.weighting import LearnedWeighting
 from flowmapsr.paths.bridge import BridgePath
@@ -53,6 +58,20 @@ class ObjectiveResult:
 
 
 @dataclass
+class ConsistencyWeights:
+    """FlowSR stage 2: ``cd·L_cd + hr·L_hr + flow·L_flow`` (the paper prints no weights: ours).
+
+    teacher_step: ``euler`` (the paper: ``x̂ = x_t' − (t' − t)·v_φ(x_t', t')``) or ``map``
+    (``X_φ(x_t'; t' → t)``, exact when the teacher is itself a flow map).
+    """
+
+    cd: float = 1.0
+    hr: float = 1.0
+    flow: float = 1.0
+    teacher_step: str = "euler"
+
+
+@dataclass
 class ObjectiveConfig:
     name: str = "shortcut"  # fm | lagrangian | eulerian | shortcut
     pairs: PairSamplerConfig = field(default_factory=PairSamplerConfig)
@@ -70,6 +89,10 @@ class ObjectiveConfig:
     # lagrangian/eulerian: backpropagate through the JVP term (DESIGN formula) or stop it
     # (MeanFlow-style; same fixed point, half the memory). Default: stop.
     tangent_grad: bool = False
+    # srflow / consistency (FlowSR): the image distance d, the consistency loss weights
+    distance: DistanceConfig = field(default_factory=DistanceConfig)
+    velocity_l2: float = 1.0  # srflow: weight of ‖v − (src − hr)‖² beside d(x̂_0, hr)
+    consistency: ConsistencyWeights = field(default_factory=lambda: ConsistencyWeights())
 
 
 def squared_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -83,6 +106,7 @@ class FlowMapObjective(nn.Module):
 
     name = "base"
     uses_off_diagonal = True
+    needs_frozen_teacher = False
 
     def __init__(self, config: ObjectiveConfig | None = None):
         super().__init__()
@@ -124,6 +148,7 @@ class FlowMapObjective(nn.Module):
         r: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         teacher=None,
+        frozen=None,
     ) -> ObjectiveResult:
         hr, device = batch.hr, batch.hr.device
         n = hr.shape[0]

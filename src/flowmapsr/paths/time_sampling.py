@@ -67,6 +67,11 @@ class PairSamplerConfig:
     time: TimeSamplerConfig = field(default_factory=TimeSamplerConfig)
     diagonal_fraction: float = 0.75  # share of the batch with r = t (flow-matching term)
     min_gap: float = 0.0  # off-diagonal pairs get t − r ≥ min_gap where possible
+    # fast_slow only (FlowSR): r on the slow grid, t = r + 1/fast_steps (or 1/slow_steps with
+    # probability slow_jump), clipped to 1; ``time`` is not used (FlowSR presets: no diagonal).
+    slow_steps: int = 1000
+    fast_steps: int = 4
+    slow_jump: float = 0.0
 
 
 #: ``rule(config, time, n, generator, device) -> (t, r, diag)``, all ``(n,)``; see module docstring.
@@ -151,6 +156,43 @@ def max_min_pairs(
 
 
 register_pair_sampler("max_min", max_min_pairs)
+
+
+def fast_slow_pairs(
+    config: PairSamplerConfig,
+    time: TimeSampler,
+    n: int,
+    generator: torch.Generator | None = None,
+    device=None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """FlowSR's fast–slow schedule: adjacent times from two grids, no diagonal samples.
+
+    With ``S = slow_steps`` and ``F = fast_steps``: the lower time ``r = k/S`` with ``k``
+    uniform on ``{0, …, S − 1}``; the upper time ``t = min(r + Δ, 1)`` with ``Δ = 1/F`` (the
+    fast grid's step), or ``Δ = 1/S`` (the slow grid's) with probability ``slow_jump``. So
+    ``r < t ≤ 1`` always, ``t − r`` is ``1/F`` except where clipped (``r > 1 − 1/F``: a share
+    ``1/F`` of the draws, minus one slow step, end at ``t = 1``, where inference starts).
+    The first ``round(n · diagonal_fraction)`` samples get ``r = t`` as in every rule (FlowSR's
+    presets set the fraction to 0: every sample is a consistency pair); ``time`` is unused.
+    In FlowSR's naming ``t' = t`` (the student's point) and ``t = r`` (the teacher's Euler step
+    lands there). Reference: FlowSR (Xu et al., ICCV 2025), "fast–slow scheduling"; the paper
+    gives 4 and 1000 as examples, the distribution of the slow draw is our reading (uniform).
+    """
+    s, f = config.slow_steps, config.fast_steps
+    if s < 1 or f < 1:
+        raise ValueError(f"fast_slow pairs need slow_steps, fast_steps ≥ 1, got {s}, {f}")
+    k = torch.randint(s, (n,), generator=generator, device=device)
+    r = k.to(torch.float32) / s
+    step = torch.full((n,), 1.0 / f, device=device)
+    if config.slow_jump > 0:
+        slow = torch.rand(n, generator=generator, device=device) < config.slow_jump
+        step = torch.where(slow, torch.full_like(step, 1.0 / s), step)
+    t = torch.clamp(r + step, max=1.0)
+    diag = diagonal_mask(n, config.diagonal_fraction, device)
+    return t, torch.where(diag, t, r), diag
+
+
+register_pair_sampler("fast_slow", fast_slow_pairs)
 
 
 class PairSampler:

@@ -1,5 +1,5 @@
 """Analytic flows for checking objectives, solvers and JVPs against closed-form answers."""
 
-from flowmapsr.testing.gaussian import GaussianFlow, GuidedGaussianFlow
+from flowmapsr.testing.gaussian import GaussianFlow, GuidedGaussianFlow, StraightGaussianFlow
 
-__all__ = ["GaussianFlow", "GuidedGaussianFlow"]
+__all__ = ["GaussianFlow", "GuidedGaussianFlow", "StraightGaussianFlow"]

@@ -122,3 +122,40 @@ class GuidedGaussianFlow(GaussianFlow):
         guided = self.mu0_neg + omega * (self.mu0 - self.mu0_neg)
         is_neg = (cond.prompt == PROMPT_NEG).unsqueeze(-1)
         return torch.where(is_neg, self.mu0_neg.expand(n, self.dim), guided)
+
+
+class StraightGaussianFlow(torch.nn.Module):
+    """Oracle for a *deterministic* coupling whose bridge lines are the flow's trajectories.
+
+    ``hr ~ N(μ0, Q diag(a) Qᵀ)`` and ``src = A·hr + c`` with ``A = Q diag(α) Qᵀ``, ``α > 0``
+    (an SR source is a function of its HR image). In eigen-coordinates ``h = Qᵀ hr`` every
+    ``x_t = (1 − t)·hr + t·src`` has ``Qᵀx_t = (1 − t + t·α)⊙h + t·c̃``, so ``h`` is recovered
+    from ``(x_t, t)`` and the lines do not cross: the velocity is ``src − hr`` on the whole line,
+    the flow map is the straight jump along it, and ``u(x, t, r) = Q((α − 1)⊙h + c̃)`` for any
+    ``r``. Every FlowSR loss (``L_cd`` with an Euler teacher step, ``L_hr``, ``L_flow``) is then
+    exactly zero at the oracle — the setting FlowSR's "SR is a rectified flow" assumes.
+    """
+
+    def __init__(self, dim: int = 3, seed: int = 0, dtype=torch.float64):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.dim = dim
+        self.register_buffer("Q", _random_orthogonal(dim, g, dtype))
+        self.register_buffer("a", 0.3 + torch.rand(dim, generator=g, dtype=dtype))
+        self.register_buffer("alpha", 0.3 + 1.5 * torch.rand(dim, generator=g, dtype=dtype))
+        self.register_buffer("mu0", torch.randn(dim, generator=g, dtype=dtype))
+        self.register_buffer("c", torch.randn(dim, generator=g, dtype=dtype))  # c̃, eigen-coords
+
+    def hr_of(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``h = Qᵀ hr`` of the line through ``x`` at time ``t``: ``(B, d), (B,) → (B, d)``."""
+        tt = t.unsqueeze(-1)
+        return (x @ self.Q - tt * self.c) / (1 - tt + tt * self.alpha)
+
+    def forward(self, x, t, r, cond: Condition | None = None) -> torch.Tensor:
+        return ((self.alpha - 1) * self.hr_of(x, t) + self.c) @ self.Q.T
+
+    def pairs(self, n: int, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(hr, src)``, each ``(n, d)``."""
+        z = torch.randn(n, self.dim, generator=generator, dtype=self.a.dtype)
+        h = self.mu0 @ self.Q + self.a.sqrt() * z
+        return h @ self.Q.T, (self.alpha * h + self.c) @ self.Q.T

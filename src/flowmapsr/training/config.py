@@ -108,6 +108,9 @@ class TrainConfig:
     name: str = "run"
     output_dir: str = "runs/run"
     init_from: str = ""  # pipeline folder to start from ("" = fresh weights); its net wins
+    # Frozen teacher of objectives that need one (consistency): a pipeline folder, or "" = the
+    # network this stage starts from (init_from), copied before training changes it.
+    teacher_from: str = ""
     resume: str = "auto"  # auto (latest checkpoint in output_dir) | none | a checkpoint folder
     max_steps: int = 1000  # optimizer steps
     max_minutes: float = 0.0  # also stop (checkpoint + export) after this much wall time; 0 = off
@@ -161,6 +164,14 @@ def check_config(config: TrainConfig) -> TrainConfig:
     need("validation.every", config.validation.every >= 0, "≥ 0 (0 = only at the end)")
     need("checkpoint.every", config.checkpoint.every >= 0, "≥ 0 (0 = only at the end)")
     need("checkpoint.keep", config.checkpoint.keep >= 1, "≥ 1")
+    from flowmapsr.objectives import OBJECTIVES
+
+    names = ", ".join(OBJECTIVES)
+    need("objective.name", config.objective.name in OBJECTIVES, f"a registered objective ({names})")
+    needs_teacher = OBJECTIVES[config.objective.name].needs_frozen_teacher
+    has_teacher = bool(config.init_from or config.teacher_from)
+    why = f"objective {config.objective.name} distils a frozen teacher"
+    need("init_from", not needs_teacher or has_teacher, f"set (or teacher_from): {why}")
     samplers = ", ".join(sorted(PAIR_SAMPLERS))
     need("objective.pairs.sampler", config.objective.pairs.sampler in PAIR_SAMPLERS,
          f"a registered pair sampler ({samplers})")  # fmt: skip

@@ -34,6 +34,8 @@ def pipeline_config(config: TrainConfig, info: dict) -> PipelineConfig:
         steps=config.export.steps,
         guidance=config.export.guidance,
         source_noise=config.data.source_noise,
+        # A consistency-distilled map is trained only towards r = 0: it samples by re-jumping.
+        solver="consistency" if config.objective.name == "consistency" else "flowmap",
         info=info,
     )
 

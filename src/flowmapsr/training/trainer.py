@@ -17,6 +17,7 @@ Everything random in a step comes from per-process generators whose states are c
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import sys
 import time
@@ -29,7 +30,7 @@ from torch import nn
 from flowmapsr.config import save_json, to_dict
 from flowmapsr.flowmap import PROMPT_POS, Condition
 from flowmapsr.inference.pipeline import SRPipeline
-from flowmapsr.inference.solvers import flowmap_solve, time_grid
+from flowmapsr.inference.solvers import SOLVERS, time_grid
 from flowmapsr.nets import build_net, describe_net, net_config
 from flowmapsr.nets.discriminator import Discriminator
 from flowmapsr.nets.lora import attach_lora, has_lora
@@ -68,9 +69,12 @@ class TrainStep(nn.Module):
     is what DDP wraps. ``mode='g'``: generator loss; ``mode='d'``: discriminator loss.
     """
 
-    def __init__(self, net, objective, config: TrainConfig, disc=None, perceptual=None):
+    def __init__(
+        self, net, objective, config: TrainConfig, disc=None, perceptual=None, frozen=None
+    ):
         super().__init__()
         self.net, self.objective, self.disc, self.perceptual = net, objective, disc, perceptual
+        self.frozen = frozen  # the frozen teacher (objectives with needs_frozen_teacher)
         self.config = config
 
     def one_step_sample(self, src_path, src_clean, nfe: int) -> torch.Tensor:
@@ -83,7 +87,8 @@ class TrainStep(nn.Module):
             ),
             source=src_clean,
         )
-        return flowmap_solve(self.net, src_path, time_grid(nfe, device=src_path.device), cond)
+        solve = SOLVERS[pipeline_config(self.config, {}).solver]
+        return solve(self.net, src_path, time_grid(nfe, device=src_path.device), cond)
 
     def forward(
         self,
@@ -103,7 +108,9 @@ class TrainStep(nn.Module):
         autocast = torch.is_autocast_enabled(batch.hr.device.type)
         net = Float32Output(self.net) if autocast else self.net
         teacher = Float32Output(teacher) if autocast and teacher is not None else teacher
-        res = self.objective(net, batch, generator=generator, teacher=teacher)
+        frozen = self.frozen
+        frozen = Float32Output(frozen) if autocast and frozen is not None else frozen
+        res = self.objective(net, batch, generator=generator, teacher=teacher, frozen=frozen)
         loss, logs = res.loss, dict(res.logs)
         fake_out = None
         if adv.enabled:
@@ -151,6 +158,22 @@ def build_network(config: TrainConfig) -> tuple[nn.Module, TrainConfig, str]:
     return pipe.net.train(), replace(config, net=net_cfg), f"init_from {folder}"
 
 
+def build_frozen_teacher(config: TrainConfig, net: nn.Module) -> tuple[nn.Module, str]:
+    """The frozen teacher: ``teacher_from``'s network, or a copy of ``net`` as the stage starts
+    (before LoRA and training touch it); eval mode, no gradients."""
+    if config.teacher_from:
+        folder = Path(config.teacher_from).expanduser()
+        pipe = SRPipeline.from_pretrained(folder)
+        if has_lora(pipe.net):
+            raise ValueError(
+                f"teacher_from={folder}: a teacher with LoRA adapters is not supported"
+            )
+        teacher, note = pipe.net, f"teacher_from {folder}"
+    else:
+        teacher, note = copy.deepcopy(net), f"frozen copy of the start ({config.init_from})"
+    return teacher.eval().requires_grad_(False), note
+
+
 class Trainer:
     """Builds everything from a :class:`TrainConfig` and runs it; see the module docstring."""
 
@@ -187,19 +210,23 @@ class Trainer:
         net, self.config, self.init_note = build_network(config)
         config = self.config
         adv = config.adversarial
+        self.objective = build_objective(config.objective).to(dev)
+        self.frozen, self.teacher_note = None, "none"
+        if self.objective.needs_frozen_teacher:
+            self.frozen, self.teacher_note = build_frozen_teacher(config, net)
+            self.frozen.to(dev)
         if adv.enabled:
             attach_lora(net, adv.lora)
         net.to(dev)
         self.net = net
         self.ema = EMA(net, decay=config.optim.ema_decay)
-        self.objective = build_objective(config.objective).to(dev)
         self.disc = Discriminator(adv.disc).to(dev) if adv.enabled else None
         perc, self.perceptual_note = (
             build_perceptual(adv.perceptual) if adv.enabled else (None, "none")
         )
         if perc is not None:
             perc.to(dev)
-        self.step_module = TrainStep(net, self.objective, config, self.disc, perc)
+        self.step_module = TrainStep(net, self.objective, config, self.disc, perc, self.frozen)
 
         # Optimisers -----------------------------------------------------------------------------
         o = config.optim
@@ -239,6 +266,8 @@ class Trainer:
         mods = {"model": self.net, "ema": self.ema, "objective": self.objective}
         if self.disc is not None:
             mods["disc"] = self.disc
+        if self.frozen is not None:  # saved so that a resume never depends on init_from's files
+            mods["teacher"] = self.frozen
         return mods
 
     def optimizers(self) -> dict:
@@ -360,7 +389,11 @@ class Trainer:
             "degradation": self.data.description,
             "init": self.init_note,
             "perceptual": self.perceptual_note,
+            "teacher": self.teacher_note,
         }
+        distance = getattr(self.objective, "distance", None)
+        if distance is not None:
+            info["distance"] = distance.description
         return SRPipeline(self.ema.shadow, pipeline_config(c, info))
 
     def validate(self) -> dict:
@@ -450,6 +483,10 @@ class Trainer:
                 f"scales={c.data.scales}; init: {self.init_note}; perceptual: "
                 f"{self.perceptual_note}"
             )
+            distance = getattr(self.objective, "distance", None)
+            if distance is not None or self.frozen is not None:
+                desc = distance.description if distance is not None else "n/a"
+                log(f"  objective distance d = {desc}; frozen teacher: {self.teacher_note}")
             if resumed is not None:
                 log(f"  resumed from {resumed} at step {self.step}")
                 train_csv.truncate_after(self.step)

@@ -1,0 +1,81 @@
+"""FlowSR's two stages through the trainer: the SR flow, then consistency distillation from a
+frozen copy of it (kept in the checkpoint, resumed exactly, exported with its solver)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from flowmapsr.config import ConfigError
+from flowmapsr.inference.pipeline import SRPipeline
+from flowmapsr.training.checkpoint import latest_checkpoint, read_tensors
+from flowmapsr.training.presets import resolve_config
+from flowmapsr.training.runlog import read_csv
+from flowmapsr.training.trainer import Trainer, train
+
+# The ℓ2 + sobel stand-in keeps the test independent of the fetched LPIPS weights.
+CHEAP_D = (
+    "objective.distance.perceptual.kind=sobel_l1",
+    "objective.distance.perceptual.weight=0.5",
+)
+
+
+def _losses(out):
+    return {int(r["step"]): float(r["loss"]) for r in read_csv(out / "train.csv")}
+
+
+@pytest.fixture
+def stage1(tmp_path, tiny):
+    out = tmp_path / "s1"
+    export = train(resolve_config("flowsr-stage1-srflow", tiny(out, "max_steps=3", *CHEAP_D)))
+    logs = read_csv(out / "train.csv")
+    assert {"loss_velocity", "loss_image"} <= set(logs[0])
+    return export
+
+
+def test_consistency_stage_keeps_its_teacher_resumes_exactly_and_exports_its_solver(
+    tmp_path, tiny, stage1
+):
+    common = (*CHEAP_D, f"init_from={stage1}", "optim.schedule=constant")
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    train(resolve_config("flowsr-stage2-consistency", tiny(ref, "max_steps=5", *common)))
+    train(
+        resolve_config(
+            "flowsr-stage2-consistency", tiny(cut, "max_steps=3", "checkpoint.every=3", *common)
+        )
+    )
+    ck = latest_checkpoint(cut / "checkpoints")
+    teacher = read_tensors(ck, "teacher")
+    start = SRPipeline.from_pretrained(stage1).net.state_dict()
+    assert teacher.keys() == start.keys()
+    assert all(torch.equal(teacher[k], start[k]) for k in start)  # frozen: never trained
+    export = Trainer(
+        resolve_config("flowsr-stage2-consistency", tiny(cut, "max_steps=5", *common))
+    ).fit()
+    a, b = _losses(ref), _losses(cut)
+    assert sorted(b) == [1, 2, 3, 4, 5]
+    for step in (4, 5):
+        assert b[step] == pytest.approx(a[step], rel=1e-6, abs=1e-9)
+    assert {"loss_cd", "loss_hr", "loss_flow"} <= set(read_csv(cut / "train.csv")[0])
+    pipe = SRPipeline.from_pretrained(export)
+    assert pipe.config.solver == "consistency"
+    assert pipe.config.info["teacher"].startswith("frozen copy of the start")
+    assert "sobel" in pipe.config.info["distance"]
+    y = pipe.upscale_tensor(torch.rand(1, 3, 8, 8), scale=4, steps=2)
+    assert y.shape == (1, 3, 32, 32) and torch.isfinite(y).all()
+
+
+def test_teacher_from_another_export(tmp_path, tiny, stage1):
+    out = tmp_path / "s2"
+    cfg = resolve_config(
+        "flowsr-stage2-consistency",
+        tiny(out, "max_steps=1", *CHEAP_D, f"teacher_from={stage1}"),
+    )
+    t = Trainer(cfg)
+    assert t.teacher_note == f"teacher_from {stage1}"
+    assert not any(p.requires_grad for p in t.frozen.parameters())
+
+
+def test_consistency_without_a_start_or_teacher_is_a_config_error(tmp_path, tiny):
+    with pytest.raises(ConfigError, match="init_from must be set"):
+        resolve_config("flowsr-stage2-consistency", tiny(tmp_path, "max_steps=1"))
