@@ -91,3 +91,28 @@ def test_inference_net_is_merged_and_follows_scale_and_weight_changes():
         want = pipe.net(x, t, r, Condition(source=src))
         got = pipe.inference_net()(x, t, r, Condition(source=src))
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_solver_and_prompt_cfg_come_from_the_config(tmp_path):
+    from flowmapsr.inference.solvers import SOLVERS
+
+    pipe = _pipe()
+    torch.nn.init.normal_(pipe.net.emb_prompt.weight, std=0.5)  # pos and neg rows differ
+    src = torch.rand(1, 3, 16, 16) * 2 - 1
+    outs = {}
+    for name in SOLVERS:
+        pipe.config.solver = name
+        outs[name] = pipe.sample(src, steps=2)
+    assert not torch.allclose(outs["flowmap"], outs["consistency"])
+    pipe.config.solver = "consistency"
+    pipe.save_pretrained(tmp_path)
+    again = SRPipeline.from_pretrained(tmp_path)
+    assert again.config.solver == "consistency"
+    torch.testing.assert_close(again.sample(src, steps=2), outs["consistency"])
+    plain = again.sample(src, steps=1)
+    torch.testing.assert_close(again.sample(src, steps=1, cfg_scale=1.0), plain)
+    assert not torch.allclose(again.sample(src, steps=1, cfg_scale=2.0), plain)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "solver": "rk4"}))
+    with pytest.raises(ValueError, match="solver must be one of"):
+        SRPipeline.from_pretrained(tmp_path)

@@ -199,3 +199,20 @@ def test_distance_is_l2_plus_the_weighted_perceptual_term_and_keeps_no_state():
     torch.testing.assert_close(d(x, y), want)
     assert d.state_dict() == {} and "sobel" in d.description
     assert d.double()(x.double(), y.double()).dtype == torch.float64
+
+
+def test_prompt_cfg_extrapolates_from_the_negative_prompt():
+    from flowmapsr.flowmap import PROMPT_NEG, PROMPT_POS, Condition
+    from flowmapsr.inference.solvers import prompt_cfg
+
+    def net(x, t, r, cond):
+        return x * 0 + cond.prompt.to(x.dtype).unsqueeze(-1)  # u = the prompt id
+
+    x, t = torch.zeros(3, 2), torch.ones(3)
+    pos = Condition(prompt=torch.full((3,), PROMPT_POS))
+    neg = Condition(prompt=torch.full((3,), PROMPT_NEG))
+    for g in (1.0, 2.5):
+        u = prompt_cfg(net, g, neg)(x, t, t, pos)
+        torch.testing.assert_close(
+            u, torch.full((3, 2), PROMPT_NEG + g * (PROMPT_POS - PROMPT_NEG))
+        )

@@ -22,8 +22,8 @@ import torch
 from flowmapsr.atomic import atomic_write_bytes
 from flowmapsr.config import from_dict, to_dict
 from flowmapsr.convert import unit_to_model
-from flowmapsr.flowmap import PROMPT_POS, Condition
-from flowmapsr.inference.solvers import SOLVERS, time_grid
+from flowmapsr.flowmap import PROMPT_NEG, PROMPT_POS, Condition
+from flowmapsr.inference.solvers import SOLVERS, prompt_cfg, time_grid
 from flowmapsr.inference.tiling import upscale_tiled
 from flowmapsr.nets import build_net, size_multiple
 from flowmapsr.nets.lora import (
@@ -52,6 +52,8 @@ class PipelineConfig:
     guidance: float = 1.0  # default ω
     grid: str = "uniform"  # time grid kind (see solvers.time_grid)
     solver: str = "flowmap"  # a name of solvers.SOLVERS (consistency: FlowSR stage-2 models)
+    # Positive/negative prompt CFG with two evaluations per step (FlowSR's; 1 = off, 1 NFE).
+    cfg_scale: float = 1.0
     source_noise: float = 0.0  # σ of Gaussian noise added to the upsampled LR at t = 1
     # HR pixels of reflect padding around the image at inference (tiling.py). 8 rather than more:
     # on RealSR (30 images) and Set14 the 1-NFE PSNR-Y is the same within 0.005 dB for 0, 8, 16
@@ -266,11 +268,13 @@ class SRPipeline:
         steps: int | None = None,
         guidance: float | None = None,
         noise: torch.Tensor | None = None,
+        cfg_scale: float | None = None,
     ) -> torch.Tensor:
         """Run the flow map on a source ``(B, 3, H, W)`` in ``[-1, 1]``; returns ``[-1, 1]``.
 
         ``noise`` (same shape) is the source noise ε (scaled by ``config.source_noise``); pass
-        it for tiled runs so every tile sees the same draw.
+        it for tiled runs so every tile sees the same draw. ``cfg_scale`` ≠ 1 (default: the
+        config's) adds positive/negative prompt CFG at two network calls per step.
         """
         c = self.config
         steps = c.steps if steps is None else steps
@@ -287,7 +291,12 @@ class SRPipeline:
         if c.source_noise > 0 and noise is not None:
             x = src + c.source_noise * noise.to(device=dev, dtype=dt)
         grid = time_grid(steps, c.grid, device=dev, dtype=torch.float32)
-        return SOLVERS[c.solver](self.inference_net(), x, grid, cond)
+        net = self.inference_net()
+        g = c.cfg_scale if cfg_scale is None else float(cfg_scale)
+        if g != 1.0:
+            neg = cond.replace(prompt=torch.full_like(cond.prompt, PROMPT_NEG))
+            net = prompt_cfg(net, g, neg)
+        return SOLVERS[c.solver](net, x, grid, cond)
 
     @torch.no_grad()
     def upscale_to_sink(

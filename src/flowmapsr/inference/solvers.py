@@ -105,5 +105,23 @@ def consistency_solve(
     return est
 
 
+def prompt_cfg(net, scale: float, negative: Condition):
+    """Classifier-free guidance between the positive and the negative prompt, as FlowSR samples:
+    ``u = u(· | neg) + scale·(u(· | pos) − u(· | neg))`` — two network calls per step (1 = off).
+
+    Returns a network with the usual call ``(x, t, r, cond)``; ``cond`` carries the positive
+    prompt, ``negative`` the same condition with the negative prompt. Unlike the trained-in ω of
+    FlowMapSR (``Condition.omega``: 1 call), this costs a second evaluation per step.
+    Reference: Ho & Salimans 2022 (Eq. 6) with FlowSR's positive/negative prompts (g = 1 default).
+    """
+
+    def guided(x, t, r, cond=None):
+        pos = net(x, t, r, cond)
+        neg = net(x, t, r, negative)
+        return neg + scale * (pos - neg)
+
+    return guided
+
+
 #: Solvers by the name a pipeline config stores (``solver``).
 SOLVERS = {"flowmap": flowmap_solve, "euler": euler_solve, "consistency": consistency_solve}
