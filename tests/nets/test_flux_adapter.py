@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from flowmapsr.flowmap import Condition
+from flowmapsr.flowmap import PROMPT_NEG, PROMPT_POS, Condition
 from flowmapsr.nets.diffusers_common import PromptEmbeds
 from flowmapsr.nets.flux_adapter import (
     FluxAdapterConfig,
@@ -16,7 +16,9 @@ from flowmapsr.nets.flux_adapter import (
     tiny_flux_config,
     unpack,
 )
+from flowmapsr.nets.prompt_bank import encode_prompts
 from flowmapsr.testing.adapters import assert_backbone_at_init_then_wired, randomise_new_inputs
+from flowmapsr.testing.text_encoders import write_text_encoders
 
 diffusers = pytest.importorskip("diffusers")
 
@@ -112,8 +114,13 @@ def test_from_pretrained_folder_and_save_load(tmp_path, gen):
     torch.manual_seed(0)
     flux = diffusers.FluxTransformer2DModel.from_config(tiny_flux_config())
     flux.save_pretrained(tmp_path / "flux" / "transformer")
+    write_text_encoders(tmp_path / "flux", "flux", 32, 32, tokens=8)
     ref = FluxFlowMap(FluxAdapterConfig(), backbone=copy.deepcopy(flux))
     net = FluxFlowMap.from_pretrained(tmp_path / "flux")
+    want = encode_prompts(tmp_path / "flux", "flux", max_length=8)  # T5 tokens, CLIP pooled
+    for role, e in want.items():
+        torch.testing.assert_close(net.prompts.tokens[role], e.tokens[0])
+        torch.testing.assert_close(net.prompts.pooled[role], e.pooled[0])
     x, t, cond = _inputs(gen)
     torch.testing.assert_close(net(x, t, t * 0.5, cond), ref(x, t, t * 0.5, cond))
     _randomise_extra(net, gen)
@@ -122,6 +129,8 @@ def test_from_pretrained_folder_and_save_load(tmp_path, gen):
     again = build(arch)
     again.load_state_dict(net.state_dict())
     torch.testing.assert_close(again(x, t, t * 0.5, cond), net(x, t, t * 0.5, cond))
+    ids = cond.replace(prompt=torch.tensor([PROMPT_POS, PROMPT_NEG]))
+    torch.testing.assert_close(again(x, t, t * 0.5, ids), net(x, t, t * 0.5, ids))
     ema = copy.deepcopy(net)  # a deep copy's hook adds the copy's own embedding
     with torch.no_grad():
         net.extra.gap[-1].bias.add_(1.0)

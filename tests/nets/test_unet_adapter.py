@@ -5,10 +5,12 @@ import copy
 import pytest
 import torch
 
-from flowmapsr.flowmap import Condition
+from flowmapsr.flowmap import PROMPT_NEG, PROMPT_NULL, PROMPT_POS, Condition
 from flowmapsr.nets.diffusers_common import PromptEmbeds
+from flowmapsr.nets.prompt_bank import PromptBankConfig, encode_prompts
 from flowmapsr.nets.unet_adapter import TINY, UNetAdapterConfig, UNetFlowMap, build
 from flowmapsr.testing.adapters import assert_backbone_at_init_then_wired, randomise_new_inputs
+from flowmapsr.testing.text_encoders import write_text_encoders
 
 diffusers = pytest.importorskip("diffusers")
 
@@ -71,10 +73,20 @@ def test_tiny_builds_shapes_and_errors(variant, gen):
     else:
         with pytest.raises(ValueError, match="pooled"):
             net(x, t, t, cond.replace(prompt=cond.prompt.tokens))
-    with pytest.raises(ValueError, match="text embeddings"):
-        net(x, t, t, cond.replace(prompt=torch.ones(2, dtype=torch.long)))
-    with pytest.raises(ValueError, match="text embeddings"):
-        net(x, t, t, cond.replace(prompt=None))
+    # Role ids (and None = null) go through the prompt bank: the same as its embeddings.
+    ids = torch.tensor([PROMPT_POS, PROMPT_NEG])
+    with torch.no_grad():
+        by_id = net(x, t, t, cond.replace(prompt=ids))
+        torch.testing.assert_close(
+            by_id, net(x, t, t, cond.replace(prompt=net.prompts.lookup(ids)))
+        )
+        null = net(x, t, t, cond.replace(prompt=None))
+        torch.testing.assert_close(
+            null, net(x, t, t, cond.replace(prompt=torch.full((2,), PROMPT_NULL)))
+        )
+        assert not torch.allclose(by_id, null)
+    with pytest.raises(ValueError, match="prompt ids must be in"):
+        net(x, t, t, cond.replace(prompt=torch.tensor([1, 7])))
     with pytest.raises(ValueError, match="cond.source"):
         net(x, t, t, cond.replace(source=None))
     plain = build(UNetAdapterConfig(variant=variant, concat_source=False))
@@ -112,12 +124,21 @@ def test_from_pretrained_folder_and_save_load(tmp_path, gen):
     unet = diffusers.UNet2DConditionModel.from_config(TINY["sdxl"]())
     unet.save_pretrained(tmp_path / "sdxl" / "unet")
     (tmp_path / "sdxl" / "model_index.json").write_text("{}")
+    write_text_encoders(tmp_path / "sdxl", "sdxl", 32, 32, tokens=8)
     ref = UNetFlowMap(UNetAdapterConfig(), backbone=copy.deepcopy(unet))
     net = UNetFlowMap.from_pretrained(tmp_path / "sdxl")
+    # The prompt bank holds the folder's encoders' outputs for the three prompts.
+    want = encode_prompts(tmp_path / "sdxl", "sdxl", max_length=8)
+    for role, e in want.items():
+        torch.testing.assert_close(net.prompts.tokens[role], e.tokens[0])
+        torch.testing.assert_close(net.prompts.pooled[role], e.pooled[0])
     x, t, cond = _inputs("sdxl", gen)
     torch.testing.assert_close(net(x, t, t * 0.5, cond), ref(x, t, t * 0.5, cond))
     # The model's own folder (config.json inside) loads too.
-    direct = build(UNetAdapterConfig(pretrained=str(tmp_path / "sdxl" / "unet")))
+    with pytest.raises(ValueError, match="lacks the sdxl tokenizers"):
+        build(UNetAdapterConfig(pretrained=str(tmp_path / "sdxl" / "unet")))
+    encoders = PromptBankConfig(encoders=str(tmp_path / "sdxl"))
+    direct = build(UNetAdapterConfig(pretrained=str(tmp_path / "sdxl" / "unet"), prompts=encoders))
     torch.testing.assert_close(direct(x, t, t, cond), ref(x, t, t, cond))
     # save → load: the architecture config (no weights folder) + the state dict.
     _randomise_extra(net, gen)
@@ -126,6 +147,8 @@ def test_from_pretrained_folder_and_save_load(tmp_path, gen):
     again = build(arch)
     again.load_state_dict(net.state_dict())
     torch.testing.assert_close(again(x, t, t * 0.5, cond), net(x, t, t * 0.5, cond))
+    ids = cond.replace(prompt=torch.tensor([PROMPT_POS, PROMPT_NEG]))
+    torch.testing.assert_close(again(x, t, t * 0.5, ids), net(x, t, t * 0.5, ids))
     with pytest.raises(FileNotFoundError, match="nowhere"):
         build(UNetAdapterConfig(pretrained=str(tmp_path / "nowhere")))
     (tmp_path / "empty").mkdir()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from flowmapsr.config import from_dict, to_dict
+from flowmapsr.nets import flux_adapter, unet_adapter
 from flowmapsr.nets.base import DEFAULT_NET, NetConfig
 from flowmapsr.nets.mlp import MLPFlowMap, MLPNetConfig
 from flowmapsr.nets.small import SmallFlowMapNet, SmallNetConfig
@@ -120,6 +121,29 @@ register_net(
     sample_shape=lambda c: (c.dim,),
 )
 
+
+def _describe_diffusers(c) -> str:
+    what = getattr(c, "variant", c.type)
+    where = c.pretrained or "tiny random"
+    return f"{c.type} {what} ({where}){' concat_source' if c.concat_source else ''}"
+
+
+# The diffusers backbones (diffusers is imported only when one is built: the `large` extra).
+# Their tiny defaults have 4 latent channels and two down levels (size multiple 2).
+register_net(
+    "unet",
+    unet_adapter.UNetAdapterConfig,
+    unet_adapter.build,
+    describe=_describe_diffusers,
+    sample_shape=lambda c: (int(c.backbone.get("in_channels", 4)), 4, 4),
+)
+register_net(
+    "flux",
+    flux_adapter.FluxAdapterConfig,
+    flux_adapter.build,
+    describe=_describe_diffusers,
+    sample_shape=lambda c: (int(c.backbone.get("in_channels", 16)) // 4, 2, 2),
+)
 
 __all__ = [
     "NETS",

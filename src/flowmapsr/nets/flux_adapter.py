@@ -35,6 +35,7 @@ from flowmapsr.nets.diffusers_common import (
     prompt_embeds,
     widen_input,
 )
+from flowmapsr.nets.prompt_bank import PromptBankConfig, build_bank, resolve_prompt
 
 
 @dataclass
@@ -51,6 +52,8 @@ class FluxAdapterConfig:
     freq_dim: int = 256
     omega_scale: float = 100.0
     attention: str = "auto"  # "auto" (math SDPA under forward AD), "math", "default"
+    # Cached text-encoder outputs of the null / pos / neg prompts (nets/prompt_bank.py).
+    prompts: PromptBankConfig = field(default_factory=PromptBankConfig)
 
 
 def tiny_flux_config() -> dict:
@@ -132,6 +135,9 @@ class FluxFlowMap(nn.Module):
         self.extra = ExtraTimeEmbedding(inner, c.freq_dim, 1000.0, c.omega_scale)
         self._add = AddToOutput(backbone.time_text_embed)
         self.extra.to(next(backbone.parameters()).dtype)
+        self.prompts = build_bank(
+            c.prompts, cfg.joint_attention_dim, cfg.pooled_projection_dim, c.pretrained, "flux"
+        )
 
     @classmethod
     def from_pretrained(cls, path: str, **fields) -> FluxFlowMap:
@@ -145,7 +151,8 @@ class FluxFlowMap(nn.Module):
         ``UNetFlowMap.architecture_config``)."""
         arch = architecture(self.backbone)
         arch["in_channels"] = self.packed_channels
-        return replace(self.config, pretrained=None, backbone=arch)
+        bank = replace(self.config.prompts, tokens=self.prompts.tokens.shape[1], encoders=None)
+        return replace(self.config, pretrained=None, backbone=arch, prompts=bank)
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, r: torch.Tensor, cond: Condition | None = None
@@ -161,7 +168,8 @@ class FluxFlowMap(nn.Module):
             raise ValueError(f"the flux adapter needs even latent H and W, got {(h, w)}")
         if cond is None:
             raise ValueError("the flux adapter needs cond (text embeddings in cond.prompt)")
-        prompt = prompt_embeds(cond.prompt, n, x.dtype, "the flux adapter")
+        prompt = resolve_prompt(self.prompts, cond.prompt, n)
+        prompt = prompt_embeds(prompt, n, x.dtype, "the flux adapter")
         if prompt.pooled is None:
             raise ValueError("FLUX needs the pooled text embedding (PromptEmbeds.pooled)")
         tokens = pack(x.contiguous())

@@ -40,6 +40,7 @@ from flowmapsr.nets.diffusers_common import (
     prompt_embeds,
     widen_input,
 )
+from flowmapsr.nets.prompt_bank import PromptBankConfig, build_bank, resolve_prompt
 
 VARIANTS = ("sdxl", "sd21")
 
@@ -59,6 +60,8 @@ class UNetAdapterConfig:
     freq_dim: int = 256  # sinusoidal features of t − r and ω
     omega_scale: float = 100.0
     attention: str = "auto"  # "auto" (math SDPA under forward AD), "math", "default"
+    # Cached text-encoder outputs of the null / pos / neg prompts (nets/prompt_bank.py).
+    prompts: PromptBankConfig = field(default_factory=PromptBankConfig)
 
 
 def tiny_sdxl_config() -> dict:
@@ -101,6 +104,24 @@ def tiny_sd21_config() -> dict:
 
 
 TINY = {"sdxl": tiny_sdxl_config, "sd21": tiny_sd21_config}
+SDXL_TIME_IDS = 6  # original h, w, crop top, left, target h, w
+
+
+def cross_attention_dim(cfg) -> int:
+    """D of the token embeddings a UNet config cross-attends to (one value for every block)."""
+    d = cfg.cross_attention_dim
+    if isinstance(d, (list, tuple)):
+        if len(set(d)) != 1:
+            raise ValueError(f"unet adapter: per-block cross_attention_dim {d} is not supported")
+        d = d[0]
+    return int(d)
+
+
+def pooled_dim(cfg) -> int:
+    """P of SDXL's pooled text embedding: the added-embedding input minus the time ids' part."""
+    return int(cfg.projection_class_embeddings_input_dim) - SDXL_TIME_IDS * int(
+        cfg.addition_time_embed_dim
+    )
 
 
 class UNetFlowMap(nn.Module):
@@ -145,6 +166,10 @@ class UNetFlowMap(nn.Module):
         self.extra = ExtraTimeEmbedding(time_dim, c.freq_dim, c.timestep_scale, c.omega_scale)
         self._add = AddToOutput(backbone.time_embedding)
         self.extra.to(next(backbone.parameters()).dtype)
+        pooled = pooled_dim(cfg) if self.text_time else None
+        self.prompts = build_bank(
+            c.prompts, cross_attention_dim(cfg), pooled, c.pretrained, c.variant
+        )
 
     @classmethod
     def from_pretrained(cls, path: str, **fields) -> UNetFlowMap:
@@ -158,7 +183,8 @@ class UNetFlowMap(nn.Module):
         ready for a saved state dict (what a pipeline's ``config.json`` should hold)."""
         arch = architecture(self.backbone)
         arch["in_channels"] = self.latent_channels  # conv_in is widened by the adapter itself
-        return replace(self.config, pretrained=None, backbone=arch)
+        bank = replace(self.config.prompts, tokens=self.prompts.tokens.shape[1], encoders=None)
+        return replace(self.config, pretrained=None, backbone=arch, prompts=bank)
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, r: torch.Tensor, cond: Condition | None = None
@@ -168,7 +194,8 @@ class UNetFlowMap(nn.Module):
         n = x.shape[0]
         if cond is None:
             raise ValueError("the unet adapter needs cond (text embeddings in cond.prompt)")
-        prompt = prompt_embeds(cond.prompt, n, x.dtype, "the unet adapter")
+        prompt = resolve_prompt(self.prompts, cond.prompt, n)
+        prompt = prompt_embeds(prompt, n, x.dtype, "the unet adapter")
         x = x.contiguous()
         h = x
         if c.concat_source:
