@@ -60,7 +60,7 @@ class TilePlan:
         return len(self.ys) * len(self.xs)
 
 
-def _starts(length: int, tile: int, overlap: int, q: int) -> tuple[int, ...]:
+def tile_starts(length: int, tile: int, overlap: int, q: int) -> tuple[int, ...]:
     """Evenly spaced starts (multiples of ``q``) covering ``[0, length)``, overlapping ≥ overlap."""
     if tile >= length:
         return (0,)
@@ -112,8 +112,8 @@ def plan_tiles(
         width=wp,
         th=th,
         tw=tw,
-        ys=_starts(hp, th, ov, q),
-        xs=_starts(wp, tw, ov, q),
+        ys=tile_starts(hp, th, ov, q),
+        xs=tile_starts(wp, tw, ov, q),
     )
 
 
