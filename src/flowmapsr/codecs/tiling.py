@@ -22,6 +22,15 @@ linearly across a fixed band, keeps every decoded tile in memory before concaten
 encode blends whole posteriors inside the model. One codec-agnostic loop gives the same tile
 size and overlap semantics for every codec (identity, AutoencoderKL, AutoencoderTiny), lets the
 sampling codec blend distribution parameters before drawing once, and handles any size.
+On a tiny random AutoencoderKL (tests/codecs/test_tiling.py, a 256² image, 128-pixel tiles, 32
+overlap) it is also closer to the untiled result: relative mean difference of the decode 0.344
+against diffusers' 0.547, of the encode 0.139 against 0.204.
+
+Limits: AutoencoderKL's GroupNorm normalises each tile with that tile's statistics, and its
+mid-block attention sees only the tile, so no blend makes a tiled AutoencoderKL equal the untiled
+one (random weights exaggerate it; the gap shrinks as tiles grow: use the largest tile memory
+allows). Sharing GroupNorm statistics across tiles (a first pass over all tiles) would close it
+and is not done here. AutoencoderTiny has neither, so its tiles match closely.
 """
 
 from __future__ import annotations
