@@ -22,7 +22,7 @@ linearly across a fixed band, keeps every decoded tile in memory before concaten
 encode blends whole posteriors inside the model. One codec-agnostic loop gives the same tile
 size and overlap semantics for every codec (identity, AutoencoderKL, AutoencoderTiny), lets the
 sampling codec blend distribution parameters before drawing once, and handles any size.
-On a tiny random AutoencoderKL (tests/codecs/test_tiling.py, a 256² image, 128-pixel tiles, 32
+On a tiny random AutoencoderKL (tests/codecs/test_codec_tiling.py, a 256² image, 128-pixel tiles, 32
 overlap) it is also closer to the untiled result: relative mean difference of the decode 0.344
 against diffusers' 0.547, of the encode 0.139 against 0.204.
 
