@@ -15,7 +15,7 @@ Measured on the project's shared 2-core CPU machine, one thread (``--size 512 --
 --overlap 64``): untiled decode adds 970 MiB in 72.0 s; tiled (9 tiles of 256²) adds 367 MiB in
 149.4 s (the overlaps decode 2.25× the pixels). Untiled memory grows with the output area; the
 tiled figure stays about one tile's activations (a 256² untiled decode added 318 MiB). A 2048²
-output was not measured here (an untiled run would take ~20 minutes on this machine).
+output was not measured here: 16× the pixels of the 512² run, too long for this machine.
 """
 
 from __future__ import annotations
