@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from flowmapsr.codecs import CODECS, build_codec
 from flowmapsr.config import ConfigError, apply_overrides, from_dict, to_dict
 from flowmapsr.flowmap import Condition
 from flowmapsr.inference.pipeline import PipelineConfig, SRPipeline
@@ -21,6 +22,18 @@ from flowmapsr.training import checkpoint as ckpt
 from flowmapsr.training.config import TrainConfig
 from flowmapsr.training.ema import EMA
 from flowmapsr.training.export import export_checkpoint
+
+
+def codec_for(shape):
+    """The codec a backbone's per-sample shape fits: pixels for 3 channels (or vector data),
+    else the first registered codec with that many latent channels (tiny random weights)."""
+    if len(shape) != 3 or shape[0] == 3:
+        return build_codec(None)
+    for name in sorted(CODECS):
+        codec = build_codec({"type": name})
+        if codec.channels == shape[0]:
+            return codec
+    raise AssertionError(f"no registered codec has {shape[0]} latent channels")
 
 
 def _inputs(shape, n, gen):
@@ -58,11 +71,15 @@ def test_registered_net_builds_runs_and_survives_export(tmp_path, name):
     line = describe_net(default)
     assert line and "\n" not in line
 
-    # A checkpoint as the trainer writes one (config.json, state.json, EMA weights) ...
-    cfg = TrainConfig(net=default)
+    # A checkpoint as the trainer writes one (config.json, state.json, EMA weights; a latent
+    # backbone runs on a codec with as many channels, whose random weights travel along) ...
+    codec = codec_for(shape)
+    cfg = TrainConfig(net=default, codec=codec.config)
     writer = ckpt.CheckpointWriter(tmp_path / "run" / "checkpoints", 7)
     writer.begin()
     writer.tensors("ema", EMA(net).state_dict())
+    if next(codec.parameters(), None) is not None:
+        writer.tensors("codec", codec.state_dict())
     writer.json("config.json", to_dict(cfg))
     writer.json("state.json", {"step": 7})
     writer.commit(keep=1)
@@ -72,6 +89,9 @@ def test_registered_net_builds_runs_and_survives_export(tmp_path, name):
     assert saved["type"] == name
     pipe = SRPipeline.from_pretrained(out)
     assert type(pipe.net) is type(net) and pipe.net.config == default
+    assert pipe.codec.channels == codec.channels
+    for k, v in codec.state_dict().items():
+        assert torch.equal(pipe.codec.state_dict()[k], v)
     with torch.no_grad():
         assert torch.equal(pipe.net(x, t, r, cond), net.eval()(x, t, r, cond))
 

@@ -79,3 +79,33 @@ def test_teacher_from_another_export(tmp_path, tiny, stage1):
 def test_consistency_without_a_start_or_teacher_is_a_config_error(tmp_path, tiny):
     with pytest.raises(ConfigError, match="init_from must be set"):
         resolve_config("flowsr-stage2-consistency", tiny(tmp_path, "max_steps=1"))
+
+
+def test_a_latent_codec_stage_trains_resumes_exactly_and_exports_its_codec(tmp_path, tiny):
+    """The flow on a tiny random AutoencoderKL's latents (f = 8): targets and sources encoded,
+    the image-space distance decoded; the codec's random weights travel in the checkpoint and
+    the export, so a resume repeats the run and the export upscales."""
+    common = (*CHEAP_D, "codec.type=vae", "net.in_channels=4", "optim.schedule=constant")
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    train(resolve_config("flowsr-stage1-srflow", tiny(ref, "max_steps=4", *common)))
+    train(
+        resolve_config(
+            "flowsr-stage1-srflow", tiny(cut, "max_steps=2", "checkpoint.every=2", *common)
+        )
+    )
+    assert (latest_checkpoint(cut / "checkpoints") / "codec.safetensors").is_file()
+    export = Trainer(
+        resolve_config("flowsr-stage1-srflow", tiny(cut, "max_steps=4", *common))
+    ).fit()
+    a, b = _losses(ref), _losses(cut)
+    for step in (3, 4):
+        assert b[step] == pytest.approx(a[step], rel=1e-6, abs=1e-9)
+    pipe = SRPipeline.from_pretrained(export)
+    assert pipe.codec.config.type == "vae" and pipe.codec.factor == 8
+    y = pipe.upscale_tensor(torch.rand(1, 3, 8, 8), scale=4)
+    assert y.shape == (1, 3, 32, 32) and torch.isfinite(y).all()
+
+
+def test_the_adversarial_stage_refuses_a_latent_codec(tmp_path, tiny):
+    with pytest.raises(ConfigError, match="adversarial.enabled must be false with a latent"):
+        resolve_config("flowmapsr-stage4-adversarial", tiny(tmp_path, "codec.type=vae"))

@@ -1,9 +1,17 @@
 """The SR pipeline: a backbone + how to run it, saved as a folder and loaded back.
 
-A pipeline folder holds ``config.json`` (the :class:`PipelineConfig`: backbone config, LoRA
-config, inference defaults, provenance) and ``model.safetensors`` (backbone weights), plus
-``lora.safetensors`` when LoRA adapters were trained. Weights are loaded with safetensors only.
+A pipeline folder holds ``config.json`` (the :class:`PipelineConfig`: backbone config, codec
+config, LoRA config, inference defaults, provenance) and ``model.safetensors`` (backbone
+weights), plus ``lora.safetensors`` when LoRA adapters were trained and ``codec.safetensors``
+when the codec has weights (a VAE; its config then holds the full architecture, so the folder
+needs nothing else). Weights are loaded with safetensors only.
 ``SRPipeline.from_pretrained(None)`` loads the model built into the package.
+
+The flow runs in the codec's space (:mod:`flowmapsr.codecs`): source → ``encode`` → flow-map
+jumps → ``decode``. The identity codec (the default, and what a ``config.json`` without a
+``codec`` key means) runs on pixels exactly as before codecs existed. Tiling stays in LR pixels
+(:mod:`flowmapsr.inference.tiling`): an LR tile of ``t`` is an HR tile of ``t·s`` pixels and a
+latent tile of ``t·s / f``; HR tile positions are multiples of ``f`` (``size_multiple``).
 
 Scales: the network never sees the scale factor. An integer scale the model was trained for
 (``config.scales``) runs directly; any other factor ≥ 1 runs at the smallest trained scale above
@@ -14,18 +22,19 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from flowmapsr.atomic import atomic_write_bytes
+from flowmapsr.codecs import Codec, build_codec
 from flowmapsr.config import from_dict, to_dict
 from flowmapsr.convert import unit_to_model
 from flowmapsr.flowmap import PROMPT_NEG, PROMPT_POS, Condition
 from flowmapsr.inference.solvers import SOLVERS, prompt_cfg, time_grid
 from flowmapsr.inference.tiling import upscale_tiled
-from flowmapsr.nets import build_net, size_multiple
+from flowmapsr.nets import NETS, build_net, size_multiple
 from flowmapsr.nets.lora import (
     LoRAConfig,
     attach_lora,
@@ -39,12 +48,16 @@ from flowmapsr.nets.lora import (
 from flowmapsr.resize import imresize, upsample_source
 
 CONFIG_NAME, WEIGHTS_NAME, LORA_NAME = "config.json", "model.safetensors", "lora.safetensors"
+CODEC_NAME = "codec.safetensors"
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "weights" / "default"
 
 
 @dataclass
 class PipelineConfig:
     net: dict = field(default_factory=lambda: {"type": "small"})
+    # Where the flow runs (flowmapsr.codecs): identity = pixels; a VAE's architecture is stored
+    # here with its weights in codec.safetensors.
+    codec: dict = field(default_factory=lambda: {"type": "identity"})
     lora: LoRAConfig | None = None
     lora_scale: float = 1.0  # default adapter scale at inference
     scales: list[int] = field(default_factory=lambda: [2, 4, 8])  # scales it was trained for
@@ -131,6 +144,21 @@ def output_size(h: int, w: int, scale: float) -> tuple[int, int]:
     return max(1, int(round(h * scale))), max(1, int(round(w * scale)))
 
 
+def _check_channels(net: torch.nn.Module, codec: Codec) -> None:
+    """A one-line error when the backbone's input channels are not the codec's latent channels
+    (read from the registry's per-sample input shape, not from backbone fields)."""
+    cfg = getattr(net, "config", None)
+    spec = NETS.get(getattr(cfg, "type", None))
+    if spec is None or not isinstance(cfg, spec.config_cls):
+        return
+    shape = spec.sample_shape(cfg)
+    if len(shape) == 3 and shape[0] != codec.channels:
+        raise ValueError(
+            f"the network takes {shape[0]}-channel inputs but codec '{codec.config.type}' "
+            f"has {codec.channels} latent channels"
+        )
+
+
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     from safetensors.torch import save
 
@@ -141,9 +169,18 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
 class SRPipeline:
     """Runs a flow-map backbone for SR: bicubic source → ``steps`` jumps → HR."""
 
-    def __init__(self, net: torch.nn.Module, config: PipelineConfig | None = None):
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        config: PipelineConfig | None = None,
+        codec: Codec | None = None,
+    ):
+        """``codec`` None: built from ``config.codec`` (identity by default; a VAE config
+        without ``pretrained`` gets random weights — pass the loaded codec instead)."""
         self.net = net.eval()
         self.config = config or PipelineConfig()
+        self.codec = (build_codec(self.config.codec) if codec is None else codec).eval()
+        _check_channels(self.net, self.codec)
         self._merged: tuple[tuple, torch.nn.Module] | None = None
 
     # -- persistence -----------------------------------------------------------------------
@@ -186,7 +223,23 @@ class SRPipeline:
             if missing.unexpected_keys:
                 raise ValueError(f"{lora_path}: unexpected keys {missing.unexpected_keys[:3]}")
             set_lora_scale(net, config.lora_scale)
-        pipe = cls(net, config)
+        try:
+            codec = build_codec(config.codec)
+        except ValueError as err:
+            raise ValueError(f"{cfg_path}: {err}") from None
+        if next(codec.parameters(), None) is not None:
+            codec_path = folder / CODEC_NAME
+            if codec_path.is_file():
+                codec.load_state_dict(load_file(str(codec_path)), strict=True)
+            elif getattr(codec.config, "pretrained", None) is None:
+                raise FileNotFoundError(
+                    f"{folder}: config names codec '{codec.config.type}' but {CODEC_NAME} "
+                    "is missing"
+                )
+        try:
+            pipe = cls(net, config, codec)
+        except ValueError as err:
+            raise ValueError(f"{cfg_path}: {err}") from None
         return pipe.to(device)
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
@@ -200,12 +253,20 @@ class SRPipeline:
             _save_tensors(lora_state_dict(self.net), folder / LORA_NAME)
         else:
             _save_tensors(self.net.state_dict(), folder / WEIGHTS_NAME)
-        text = json.dumps(to_dict(self.config), indent=2, sort_keys=True) + "\n"
+        config = self.config
+        if next(self.codec.parameters(), None) is not None:
+            # The weights go with the folder; the config keeps the architecture, not a path.
+            _save_tensors(self.codec.state_dict(), folder / CODEC_NAME)
+            config = replace(config, codec=to_dict(self.codec.architecture_config()))
+        text = json.dumps(to_dict(config), indent=2, sort_keys=True) + "\n"
         atomic_write_bytes(folder / CONFIG_NAME, text.encode("utf-8"))
         return folder
 
     def to(self, device=None, dtype=None) -> SRPipeline:
+        """Move the network (and its dtype); the codec follows to the device and keeps its own
+        dtype (SD/SDXL VAEs overflow in fp16; encode/decode cast at their boundary)."""
         self.net.to(device=device, dtype=dtype)
+        self.codec.to(device=device)
         return self
 
     @property
@@ -223,8 +284,9 @@ class SRPipeline:
 
     @property
     def size_multiple(self) -> int:
-        """HR sizes fed to the network must be multiples of this (the backbone declares it)."""
-        return size_multiple(self.net)
+        """HR sizes must be multiples of this: the codec factor times the backbone's multiple
+        (the backbone declares its own, in the units it sees: pixels or latents)."""
+        return size_multiple(self.net) * self.codec.factor
 
     # -- running ---------------------------------------------------------------------------
     def set_lora_scale(self, scale: float | None) -> None:
@@ -272,16 +334,19 @@ class SRPipeline:
     ) -> torch.Tensor:
         """Run the flow map on a source ``(B, 3, H, W)`` in ``[-1, 1]``; returns ``[-1, 1]``.
 
-        ``noise`` (same shape) is the source noise ε (scaled by ``config.source_noise``); pass
-        it for tiled runs so every tile sees the same draw. ``cfg_scale`` ≠ 1 (default: the
-        config's) adds positive/negative prompt CFG at two network calls per step.
+        The source is encoded (``H``, ``W`` multiples of the codec factor ``f``), the jumps run
+        on latents ``(B, C, H/f, W/f)`` and the result is decoded. ``noise`` (the latents'
+        shape; pixels for the identity codec) is the source noise ε (scaled by
+        ``config.source_noise``); pass it for tiled runs so every tile sees the same draw.
+        ``cfg_scale`` ≠ 1 (default: the config's) adds positive/negative prompt CFG at two
+        network calls per step.
         """
         c = self.config
         steps = c.steps if steps is None else steps
         omega = c.guidance if guidance is None else guidance
         n = src.shape[0]
         dev, dt = self.device, self.dtype
-        src = src.to(device=dev, dtype=dt)
+        src = self.codec.encode(src.to(device=dev)).to(dtype=dt)
         cond = Condition(
             prompt=torch.full((n,), PROMPT_POS, dtype=torch.long, device=dev),
             omega=torch.full((n,), float(omega), device=dev, dtype=dt),
@@ -296,7 +361,8 @@ class SRPipeline:
         if g != 1.0:
             neg = cond.replace(prompt=torch.full_like(cond.prompt, PROMPT_NEG))
             net = prompt_cfg(net, g, neg)
-        return SOLVERS[c.solver](net, x, grid, cond)
+        out = SOLVERS[c.solver](net, x, grid, cond)
+        return self.codec.decode(out).to(dt)
 
     @torch.no_grad()
     def upscale_to_sink(

@@ -60,7 +60,7 @@ class TilePlan:
         return len(self.ys) * len(self.xs)
 
 
-def _starts(length: int, tile: int, overlap: int, q: int) -> tuple[int, ...]:
+def tile_starts(length: int, tile: int, overlap: int, q: int) -> tuple[int, ...]:
     """Evenly spaced starts (multiples of ``q``) covering ``[0, length)``, overlapping ≥ overlap."""
     if tile >= length:
         return (0,)
@@ -112,8 +112,8 @@ def plan_tiles(
         width=wp,
         th=th,
         tw=tw,
-        ys=_starts(hp, th, ov, q),
-        xs=_starts(wp, tw, ov, q),
+        ys=tile_starts(hp, th, ov, q),
+        xs=tile_starts(wp, tw, ov, q),
     )
 
 
@@ -203,7 +203,9 @@ def upscale_tiled(
     w·s)`` float32 tensors in ``[0, 1]`` on the CPU, top to bottom, each row exactly once.
     ``on_tile(done, total)`` is called after every tile. Returns the output size ``(h·s, w·s)``.
     ``pipe`` is an :class:`~flowmapsr.inference.pipeline.SRPipeline` (``sample``, ``config``,
-    ``size_multiple``). ``generator`` draws the base seed of the source noise.
+    ``size_multiple``, ``codec``: each tile is encoded, solved and decoded whole, and the source
+    noise is drawn in the codec's latent space). ``generator`` draws the base seed of the source
+    noise.
     """
     s = int(scale)
     lr = lr.detach().to("cpu", torch.float32)
@@ -212,7 +214,11 @@ def upscale_tiled(
     lrp = pad_lr(lr, plan.pad)
     top, _, left, _ = plan.pad
     out_h, out_w = h * s, w * s
-    noise = NoiseField(3, generator) if pipe.config.source_noise > 0 else None
+    # The source noise lives where the flow runs: pixels, or latents of a codec with factor f
+    # (HR tile starts are multiples of f: ``pipe.size_multiple`` includes it).
+    codec = getattr(pipe, "codec", None)
+    f, ch = (codec.factor, codec.channels) if codec is not None else (1, 3)
+    noise = NoiseField(ch, generator) if pipe.config.source_noise > 0 else None
     total, done = plan.count, 0
 
     def run_tile(ty: int, tx: int, th: int, tw: int) -> torch.Tensor:
@@ -225,7 +231,7 @@ def upscale_tiled(
         src_unit = up[:, :, oy : oy + th * s, ox : ox + tw * s]
         eps = None
         if noise is not None:
-            eps = noise.crop(bsz, ty * s, (ty + th) * s, tx * s, (tx + tw) * s)
+            eps = noise.crop(bsz, ty * s // f, (ty + th) * s // f, tx * s // f, (tx + tw) * s // f)
         out = pipe.sample(unit_to_model(src_unit), steps, guidance, eps)
         out = model_to_unit(out.float())
         out = apply_color_fix(out, src_unit.float(), color_fix)

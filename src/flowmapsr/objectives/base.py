@@ -39,6 +39,8 @@ class FlowBatch:
     hr_neg: ``(B, …)`` low-quality targets for the negative prompt (guidance), or None.
     cond: the condition (the source image for concat backbones, prompts, ω), or None.
     noise: ``(B, …)`` bridge noise ε, or None (drawn from the generator when needed).
+    hr_image: ``(B, 3, H, W)`` the HR pixels when ``hr`` is a codec's latents (image-space
+        losses compare with it); None: ``hr`` is the image.
     """
 
     hr: torch.Tensor
@@ -46,6 +48,7 @@ class FlowBatch:
     hr_neg: torch.Tensor | None = None
     cond: Condition | None = None
     noise: torch.Tensor | None = None
+    hr_image: torch.Tensor | None = None
 
 
 @dataclass
@@ -119,6 +122,22 @@ class FlowMapObjective(nn.Module):
             if self.config.learned_weighting
             else None
         )
+
+    # -- the space the flow runs in ----------------------------------------------------------
+    def set_codec(self, codec) -> None:
+        """The codec whose latents the flow runs on (None: pixels); objectives with image-space
+        terms decode through it. Held outside the module tree: frozen weights, not training
+        state of the objective (its checkpoint stays the same with and without a codec)."""
+        object.__setattr__(self, "_codec", codec)
+
+    def to_image(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents ``(B, C, h, w)`` → pixels ``(B, 3, H, W)`` (with gradients); pixels as is."""
+        codec = getattr(self, "_codec", None)
+        return z if codec is None else codec.decode(z)
+
+    @staticmethod
+    def hr_image(batch: FlowBatch) -> torch.Tensor:
+        return batch.hr if batch.hr_image is None else batch.hr_image
 
     # -- hooks -------------------------------------------------------------------------------
     def off_diagonal_target(

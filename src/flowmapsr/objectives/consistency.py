@@ -13,7 +13,9 @@ second time fixed at 0 — so the stage's 1-NFE export is ``f(src, 1)``. For a p
     L_flow = d(f_θ(x_t, t), hr)
     loss   = cd·L_cd + hr·L_hr + flow·L_flow           (weights: ``objective.consistency``)
 
-``d`` is :class:`~flowmapsr.objectives.distance.Distance` (ℓ2 + LPIPS by default). The GAN
+``d`` is :class:`~flowmapsr.objectives.distance.Distance` (ℓ2 + LPIPS by default), on images:
+on a latent codec every ``f`` is decoded first (FlowSR draws its losses after the VAE
+decoder), and the HR side is the HR pixels. The GAN
 term is the trainer's adversarial stage (``adversarial.enabled``; its fake is the 1-NFE output
 ``f_θ(src, 1)``, where FlowSR's discriminator sees ``f_θ(x̂_r, r)``: at ``t = 1`` they coincide,
 elsewhere ours judges the output users get). The CLIP image-quality term needs CLIP weights,
@@ -95,11 +97,13 @@ class Consistency(FlowMapObjective):
         with torch.no_grad():
             x_r = self.teacher_step(frozen, x_t, t, r, cond)
             target = to_hr_end(ema, x_r, r, cond)
-        main = to_hr_end(net, x_t, t, cond)
+            target = self.to_image(target)
+        hr_px = self.hr_image(batch)
+        main = self.to_image(to_hr_end(net, x_t, t, cond))
         l_cd = self.distance(main, target.detach())
-        l_flow = self.distance(main, hr) if w.flow else torch.zeros_like(l_cd)
+        l_flow = self.distance(main, hr_px) if w.flow else torch.zeros_like(l_cd)
         if w.hr:
-            l_hr = self.distance(to_hr_end(net, x_r, r, cond), hr)
+            l_hr = self.distance(self.to_image(to_hr_end(net, x_r, r, cond)), hr_px)
         else:
             l_hr = torch.zeros_like(l_cd)
         per_sample = w.cd * l_cd + w.hr * l_hr + w.flow * l_flow

@@ -7,7 +7,8 @@ target velocity is ``v* = src − hr``; the network's one-step estimate of the H
     loss = velocity_l2·‖v_θ(x_t, t) − v*‖² + d(x̂_0, hr)
 
 with ``d = distance.l2·MSE + distance.perceptual.weight·LPIPS`` (:mod:`.distance`) on the
-decoded image — here pixels; a latent backbone decodes ``x̂_0`` first (the codec layer).
+image: on a latent codec ``x̂_0`` is decoded first (with gradients) and compared with the HR
+pixels.
 Where the paper is silent: it says "ℓ2 + LPIPS in image space"; ℓ2 on ``x̂_0`` alone equals
 ``t²·‖v − v*‖²``, which vanishes near ``t = 0``, so the plain flow-matching term is kept beside
 it (``velocity_l2``, 1 by default) and ``d`` adds the image-space terms.
@@ -65,7 +66,7 @@ class SRFlow(FlowMapObjective):
         v = net(x, t, t, batch.cond)
         flow = squared_error(v, self.path.velocity(hr, src))
         x0 = x - broadcast_time(t, x) * v
-        image = self.distance(x0, hr)
+        image = self.distance(self.to_image(x0), self.hr_image(batch))
         per_sample = self.config.velocity_l2 * flow + image
         loss = per_sample.mean()
         logs = {

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from flowmapsr.codecs import CodecConfig, codec_config
 from flowmapsr.config import ConfigError
 from flowmapsr.nets import NetConfig, net_config
 from flowmapsr.nets.discriminator import DiscriminatorConfig
@@ -122,6 +123,9 @@ class TrainConfig:
     tensorboard: bool = True
     # Any registered backbone, picked by ``net.type`` (default and untagged: the small net).
     net: NetConfig = field(default_factory=lambda: net_config({}))
+    # Where the flow runs (flowmapsr.codecs): identity = pixels, vae / tiny_vae = latents. The
+    # trainer encodes targets and sources without gradients; image-space losses decode.
+    codec: CodecConfig = field(default_factory=lambda: codec_config({}))
     objective: ObjectiveConfig = field(default_factory=lambda: ObjectiveConfig(name="fm"))
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -172,6 +176,9 @@ def check_config(config: TrainConfig) -> TrainConfig:
     has_teacher = bool(config.init_from or config.teacher_from)
     why = f"objective {config.objective.name} distils a frozen teacher"
     need("init_from", not needs_teacher or has_teacher, f"set (or teacher_from): {why}")
+    latent = config.codec.type != "identity"
+    need("adversarial.enabled", not (config.adversarial.enabled and latent),
+         "false with a latent codec (the discriminator stage runs on pixels only)")  # fmt: skip
     samplers = ", ".join(sorted(PAIR_SAMPLERS))
     need("objective.pairs.sampler", config.objective.pairs.sampler in PAIR_SAMPLERS,
          f"a registered pair sampler ({samplers})")  # fmt: skip

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flowmapsr.codecs import build_codec
 from flowmapsr.config import from_dict, to_dict
 from flowmapsr.inference.pipeline import PipelineConfig, SRPipeline
 from flowmapsr.nets import build_net
@@ -28,6 +29,7 @@ def pipeline_config(config: TrainConfig, info: dict) -> PipelineConfig:
     """The pipeline settings of a stage's export (shared by the trainer and this module)."""
     return PipelineConfig(
         net=to_dict(config.net),
+        codec=to_dict(config.codec),
         lora=config.adversarial.lora if config.adversarial.enabled else None,
         lora_scale=config.export.lora_scale,
         scales=list(config.data.scales),
@@ -73,6 +75,10 @@ def export_checkpoint(path: str | Path, out: str | Path, weights: str = "ema") -
         raise ValueError(
             f"checkpoint {folder}: its {weights} weights do not fit its config ({first})"
         ) from None
+    codec = build_codec(config.codec)
+    codec_file = folder / "codec.safetensors"
+    if codec_file.is_file():  # a codec without a weights folder travels in the checkpoint
+        codec.load_state_dict(ckpt.read_tensors(folder, "codec"), strict=True)
     info = {
         "stage": config.name,
         "step": step,
@@ -82,4 +88,5 @@ def export_checkpoint(path: str | Path, out: str | Path, weights: str = "ema") -
         "weights": weights,
         "degradation": config.data.degradation,
     }
-    return SRPipeline(net.eval(), pipeline_config(config, info)).save_pretrained(out)
+    pipe = SRPipeline(net.eval(), pipeline_config(config, info), codec=codec)
+    return pipe.save_pretrained(out)

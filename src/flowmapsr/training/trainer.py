@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from flowmapsr.codecs import build_codec, describe_codec
 from flowmapsr.config import save_json, to_dict
 from flowmapsr.flowmap import PROMPT_POS, Condition
 from flowmapsr.inference.pipeline import SRPipeline
@@ -158,6 +159,13 @@ def build_network(config: TrainConfig) -> tuple[nn.Module, TrainConfig, str]:
     return pipe.net.train(), replace(config, net=net_cfg), f"init_from {folder}"
 
 
+def codec_is_state(config: TrainConfig, codec: nn.Module) -> bool:
+    """Whether the codec's weights go into checkpoints: a codec with weights that no file
+    gives back (a tiny random one); a pretrained VAE is read from its folder again."""
+    has_weights = next(codec.parameters(), None) is not None
+    return has_weights and getattr(config.codec, "pretrained", None) is None
+
+
 def build_frozen_teacher(config: TrainConfig, net: nn.Module) -> tuple[nn.Module, str]:
     """The frozen teacher: ``teacher_from``'s network, or a copy of ``net`` as the stage starts
     (before LoRA and training touch it); eval mode, no gradients."""
@@ -210,7 +218,10 @@ class Trainer:
         net, self.config, self.init_note = build_network(config)
         config = self.config
         adv = config.adversarial
+        self.codec = build_codec(config.codec).to(dev).eval().requires_grad_(False)
         self.objective = build_objective(config.objective).to(dev)
+        if config.codec.type != "identity":
+            self.objective.set_codec(self.codec)
         self.frozen, self.teacher_note = None, "none"
         if self.objective.needs_frozen_teacher:
             self.frozen, self.teacher_note = build_frozen_teacher(config, net)
@@ -268,6 +279,8 @@ class Trainer:
             mods["disc"] = self.disc
         if self.frozen is not None:  # saved so that a resume never depends on init_from's files
             mods["teacher"] = self.frozen
+        if codec_is_state(self.config, self.codec):
+            mods["codec"] = self.codec
         return mods
 
     def optimizers(self) -> dict:
@@ -372,11 +385,25 @@ class Trainer:
 
     # -- pieces of a step ---------------------------------------------------------------------
     def flow_batch(self, tb: TrainBatch) -> FlowBatch:
+        """The step's batch in the flow's space: a latent codec encodes targets and sources
+        without gradients (sampling codecs draw from the step generator); source noise is
+        added in that space, the condition keeps the clean source."""
         sigma = self.config.data.source_noise
-        src = tb.src
+        hr, src, hr_neg, hr_image = tb.hr, tb.src, tb.hr_neg, None
+        if self.config.codec.type != "identity":
+            with torch.no_grad():
+                g = self.gen
+
+                def enc(x):
+                    return None if x is None else self.codec.encode(x, generator=g).float()
+
+                hr_image, hr, src, hr_neg = tb.hr, enc(tb.hr), enc(tb.src), enc(tb.hr_neg)
+        clean = src
         if sigma > 0:
             src = src + sigma * torch.randn(src.shape, generator=self.gen, device=src.device)
-        return FlowBatch(hr=tb.hr, src=src, hr_neg=tb.hr_neg, cond=Condition(source=tb.src))
+        return FlowBatch(
+            hr=hr, src=src, hr_neg=hr_neg, cond=Condition(source=clean), hr_image=hr_image
+        )
 
     def pipeline(self) -> SRPipeline:
         c = self.config
@@ -394,7 +421,7 @@ class Trainer:
         distance = getattr(self.objective, "distance", None)
         if distance is not None:
             info["distance"] = distance.description
-        return SRPipeline(self.ema.shadow, pipeline_config(c, info))
+        return SRPipeline(self.ema.shadow, pipeline_config(c, info), codec=self.codec)
 
     def validate(self) -> dict:
         c = self.config
@@ -481,7 +508,7 @@ class Trainer:
             log(
                 f"  data: {c.data.kind} {c.data.roots or ''} degradation={self.data.description} "
                 f"scales={c.data.scales}; init: {self.init_note}; perceptual: "
-                f"{self.perceptual_note}"
+                f"{self.perceptual_note}; codec: {describe_codec(c.codec)}"
             )
             distance = getattr(self.objective, "distance", None)
             if distance is not None or self.frozen is not None:

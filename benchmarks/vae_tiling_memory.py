@@ -1,0 +1,98 @@
+"""Peak memory and time of a VAE decode, tiled against untiled (issue 14's notes).
+
+The autoencoder has the architecture of the SD / SDXL VAE (``AutoencoderKL``: 128-256-512-512
+channels, two resnets per level, f = 8, 4 latent channels, ~84 M parameters) with random
+weights — the real weights are not on this machine, and memory and time do not depend on them.
+Each run decodes a ``(1, 4, S/8, S/8)`` latent to an ``S × S`` image through
+:class:`flowmapsr.codecs.VAECodec` in a fresh subprocess, so its peak resident memory
+(``ru_maxrss``) is its own; the figure printed is the peak minus the resident memory just before
+the decode (the model and torch are loaded by then), i.e. what the decode itself adds.
+
+Run: ``OMP_NUM_THREADS=1 python benchmarks/vae_tiling_memory.py [--size 1024] [--tile 512]
+[--overlap 64]``; prints one JSON line per run.
+
+Measured on the project's shared 2-core CPU machine, one thread (``--size 512 --tile 256
+--overlap 64``): untiled decode adds 970 MiB in 72.0 s; tiled (9 tiles of 256²) adds 367 MiB in
+149.4 s (the overlaps decode 2.25× the pixels). Untiled memory grows with the output area; the
+tiled figure stays about one tile's activations (a 256² untiled decode added 318 MiB). A 2048²
+output was not measured here: 16× the pixels of the 512² run, too long for this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+SD_VAE = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "layers_per_block": 2,
+    "latent_channels": 4,
+    "norm_num_groups": 32,
+    "sample_size": 512,
+}
+
+
+def _rss_kib() -> int:
+    """Current resident set size in KiB (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * resource.getpagesize() // 1024
+
+
+def _child(size: int, tile: int | None, overlap: int) -> None:
+    import torch
+
+    from flowmapsr.codecs import VAECodec, VAECodecConfig
+
+    torch.manual_seed(0)
+    codec = VAECodec(VAECodecConfig(vae=SD_VAE)).eval()
+    z = torch.randn(1, 4, size // 8, size // 8)
+    with torch.no_grad():
+        codec.decode(torch.randn(1, 4, 8, 8))  # warm-up: kernels, allocator
+        before = _rss_kib()
+        t0 = time.perf_counter()
+        y = codec.decode(z, tile=tile, overlap=overlap)
+        seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(
+        json.dumps(
+            {
+                "output": f"{y.shape[-2]}x{y.shape[-1]}",
+                "tile": tile,
+                "overlap": overlap if tile else None,
+                "params_M": round(sum(p.numel() for p in codec.parameters()) / 1e6, 1),
+                "decode_peak_extra_MiB": round((peak - before) / 1024),
+                "seconds": round(seconds, 1),
+                "threads": torch.get_num_threads(),
+            }
+        ),
+        flush=True,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size", type=int, default=1024, help="output side in pixels")
+    ap.add_argument("--tile", type=int, default=512, help="tile side in pixels")
+    ap.add_argument("--overlap", type=int, default=64, help="overlap in pixels")
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        size, tile, overlap = (int(v) for v in a.child)
+        _child(size, tile or None, overlap)
+        return
+    for tile in (0, a.tile):
+        cmd = [sys.executable, __file__, "--child", str(a.size), str(tile), str(a.overlap)]
+        subprocess.run(cmd, check=True)
+
+
+if __name__ == "__main__":
+    main()
