@@ -7,14 +7,15 @@ memory is its own; after one warm-up request (not counted), N threads, each with
 (``/handler``). Each request ends as one of:
 
 * ``ok``: the reply's download is a PNG of the expected size (checked, not assumed);
-* ``busy``: the server refused it with its queue-full reply (HTTP 503; the page shows Gradio's
+* ``busy``: the server refused it with its queue-full reply (HTTP 503; Gradio's page script words it
   "This application is currently busy. Please try again.", the API client raises
   ``QueueError``). The app runs one request at a time and lets ``--queue-size`` wait, so at most
   1 + queue_size requests are in the server at once;
 * ``error``: anything else (message kept), or ``timeout`` when ``--timeout`` ran out.
 
 Reported per client count: the counts, latency (submit → reply, seconds) p50 / p95 / max of the ok
-requests and of the busy refusals (numpy's linear-interpolation percentiles), the burst's wall
+requests and of the busy refusals (numpy's linear-interpolation percentiles), the ok requests'
+compute time as the server reported it (the rest of their latency is waiting), the burst's wall
 time, and the server's memory: RSS before the burst, the peak RSS sampled every 50 ms during it
 (server process and any children), and VmHWM (the kernel's peak since the server started, model
 load included). Bounded: at most 64 clients, every wait capped by ``--timeout``.
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -249,6 +251,11 @@ def load_run(n: int, model: Path | None, png: Path, knobs: list, expect: tuple, 
         for kind in ("ok", "busy", "error", "timeout"):
             out[kind] = sum(r["outcome"] == kind for r in done)
         out["latency_ok_s"] = _percentiles([r["seconds"] for r in done if r["outcome"] == "ok"])
+        # the handler's own compute time ("... in 0.8 s (1 step(s), x4)"): latency minus waiting
+        service = [
+            re.search(r" in ([\d.]+) s ", r["message"]) for r in done if r["outcome"] == "ok"
+        ]
+        out["compute_ok_s"] = _percentiles([float(m[1]) for m in service if m])
         out["latency_busy_s"] = _percentiles([r["seconds"] for r in done if r["outcome"] == "busy"])
         out["busy_messages"] = sorted({r["message"] for r in done if r["outcome"] == "busy"})
         out["errors"] = sorted({r["message"] for r in done if r["outcome"] in ("error", "timeout")})
