@@ -43,3 +43,17 @@ def test_openmp_wait_policy_is_passive_unless_set(preset, expect):
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip().splitlines()[-1] == f"False {expect}", out.stderr
+
+
+def test_python_dash_m_flowmapsr_is_the_command():
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-m", "flowmapsr", "upscale", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("usage: flowmapsr upscale")

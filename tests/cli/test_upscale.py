@@ -396,3 +396,15 @@ def test_multi_frame_input_is_refused_unless_first_frame(tmp_path, model, capsys
     assert "2 frames; frame 0 only" in capsys.readouterr().err
     with Image.open(out / "anim.png") as im:
         assert im.size == (20, 16) and getattr(im, "n_frames", 1) == 1
+
+
+def test_a_probe_left_by_a_killed_run_is_removed_by_the_next(tmp_path, model, monkeypatch):
+    # A kill between prepare_out_dir's probe and its unlink (here: the unlink never happens)
+    # must not leave a file that no later run removes.
+    out = tmp_path / "out"
+    with monkeypatch.context() as m:
+        m.setattr(cmd.os, "unlink", lambda path: None)
+        assert cmd.prepare_out_dir(out) is None
+    assert len(os.listdir(out)) == 1  # the probe, left behind
+    assert run(save(tmp_path / "a.png"), "-o", out, "--model", model) == 0
+    assert os.listdir(out) == ["a.png"]

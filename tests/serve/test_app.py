@@ -315,3 +315,47 @@ def test_mode_radio_lists_the_models_modes_and_sets_the_knobs(pipe):
     fn = next(f for f in app.fns.values() if radios[0]._id in [t[0] for t in f.targets])
     assert tuple(fn.fn("realism")) == (2, moded.config.guidance, 1.5)
     assert tuple(fn.fn("balanced"))[0] == moded.config.steps
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_serve_stopped_by_a_signal_removes_its_result_folder(tmp_path, sig):
+    """``flowmapsr serve`` stopped as a service manager (SIGTERM) or a user (Ctrl-C) stops it:
+    exit code 0 and no ``flowmapsr-*`` folder (users' results) left in the temp dir."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import flowmapsr
+
+    model = tmp_path / "model"
+    random_pipeline({"type": "small", "channels": 8, "blocks": 1}, seed=1).save_pretrained(model)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    src = str(Path(flowmapsr.__file__).resolve().parents[1])
+    env = {**os.environ, "TMPDIR": str(temp), "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    port = _free_port()
+    argv = [sys.executable, "-m", "flowmapsr", "serve", "--model", str(model), "--port", str(port)]
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=2).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()[0]
+        assert [p.name for p in temp.glob("flowmapsr-*")], "the result folder should exist"
+        proc.send_signal(getattr(signal, sig))
+        log, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, log[-2000:]
+    assert "Traceback" not in log, log[-2000:]
+    assert not list(temp.glob("flowmapsr-*"))

@@ -1,4 +1,8 @@
-"""``flowmapsr serve``: the upscaler as a local web page (Gradio), bound to localhost by default."""
+"""``flowmapsr serve``: the upscaler as a local web page (Gradio), bound to localhost by default.
+
+Ctrl-C and SIGTERM both stop it cleanly (exit code 0): the server closes and its result folder
+is removed.
+"""
 
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         _err("needs gradio: pip install 'flowmapsr[serve]'")
         return 2
     from flowmapsr.cli.common import load_pipeline_or_none
+    from flowmapsr.cli.upscale import _signals_as_interrupts
     from flowmapsr.serve.app import build_app, close_app, launch
 
     pipe = load_pipeline_or_none("serve", args.model, args.device, args.precision)
@@ -50,7 +55,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"flowmapsr serve: note: listening on {args.host}, reachable from other machines")
     app = build_app(pipe, max_pixels=args.max_pixels, queue_size=args.queue_size)
     try:
-        launch(app, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, block=True)
+        # SIGTERM (systemd, docker stop, a CI timeout) stops the server like Ctrl-C: its default
+        # action would end the process on the spot, leaving the result folder (users' images)
+        # in the temp dir for good.
+        with _signals_as_interrupts():
+            launch(app, args.host, args.port, max_upload_mb=args.max_upload_mb, block=True)
+    except KeyboardInterrupt:
+        pass  # a stop that came before Gradio's own Ctrl-C handling (still starting): the same
     finally:
         close_app(app)  # the result folders go with the server, not only at interpreter exit
     return 0

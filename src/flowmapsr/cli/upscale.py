@@ -276,9 +276,12 @@ def prepare_out_dir(out_dir: Path) -> str | None:
     if not out_dir.is_dir():
         return f"output folder {out_dir} exists and is not a folder"
     try:
-        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".flowmapsr-probe-")
+        # Named like an atomic write's temp (.NAME.XXXXXXXX.tmp, NAME an image name), so a probe
+        # that a kill left behind is one of the stale temps the next run removes.
+        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".flowmapsr-probe.png.", suffix=".tmp")
         os.close(fd)
-        os.unlink(probe)
+        with contextlib.suppress(FileNotFoundError):  # another run's cleanup took it: fine
+            os.unlink(probe)
     except OSError as err:
         return f"output folder {out_dir} is not writable: {err.strerror or err}"
     return None
