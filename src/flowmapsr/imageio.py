@@ -364,17 +364,37 @@ def read_image(
         raise ImageReadError(f"{path}: cannot read image ({reason})") from None
 
 
-def probe_size(path: str | os.PathLike) -> tuple[int, int]:
-    """``(H, W)`` from the file's header, without decoding; raises :class:`ImageReadError`."""
+def _tiff_header_size(path: Path) -> tuple[int, int] | None:
+    """``(H, W)`` of a TIFF's first page from its IFD (tags 257, 256), or None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if head[:4] not in _TIFF_MAGIC:
+                return None
+            ifd = TiffImagePlugin.ImageFileDirectory_v2(head)
+            f.seek(ifd.next)
+            ifd.load(f)
+    except (OSError, ValueError, SyntaxError, struct.error):
+        return None
+    h, w = ifd.get(257), ifd.get(256)
+    return (int(h), int(w)) if h and w else None
+
+
+def probe_size(path: str | os.PathLike, oriented: bool = False) -> tuple[int, int]:
+    """``(H, W)`` from the file's header, without decoding; raises :class:`ImageReadError`.
+
+    ``oriented``: the size after the EXIF orientation (a 90° turn swaps H and W), as
+    :func:`read_image` returns it."""
     path = Path(path)
     try:
         with Image.open(path) as im:
             w, h = im.size
+            if oriented and im.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8):
+                w, h = h, w
     except UnidentifiedImageError:
-        if tiff_is_float(path):
-            a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # no header-only reader for these
-            if a is not None:
-                return a.shape[0], a.shape[1]
+        size = _tiff_header_size(path) if tiff_is_float(path) else None
+        if size is not None:  # float RGB(A) TIFFs: Pillow cannot open them, their IFD says
+            return size
         raise ImageReadError(f"{path}: not an image (or a format Pillow cannot read)") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise ImageReadError(f"{path}: cannot read image ({err})") from None

@@ -396,3 +396,99 @@ def test_multi_frame_input_is_refused_unless_first_frame(tmp_path, model, capsys
     assert "2 frames; frame 0 only" in capsys.readouterr().err
     with Image.open(out / "anim.png") as im:
         assert im.size == (20, 16) and getattr(im, "n_frames", 1) == 1
+
+
+# -- bounded cost (issue 18) --------------------------------------------------------------------
+def _fixed_cost(monkeypatch, seconds_per_mp, **kwargs):
+    """Every CostMeter the run makes uses this figure (s per output MP per NFE): nothing timed."""
+    import functools
+
+    from flowmapsr.inference import cost
+
+    meter = functools.partial(cost.CostMeter, seconds_per_mp, **kwargs)
+    monkeypatch.setattr(cost, "CostMeter", meter)
+
+
+def test_cost_ceiling_defaults_agree_with_the_cost_module():
+    from flowmapsr.inference import cost
+
+    assert cmd.DEFAULT_MAX_MEGAPIXELS == cost.DEFAULT_MAX_MEGAPIXELS
+    assert cmd.DEFAULT_MAX_SECONDS == cost.DEFAULT_MAX_SECONDS
+
+
+def test_an_image_over_the_estimated_seconds_is_refused_and_the_batch_goes_on(
+    tmp_path, model, capsys, monkeypatch
+):
+    # 64×64 at x4: 0.065536 MP of output; at 1000 s/MP (1 step) that is 66 s > 10 s.
+    _fixed_cost(monkeypatch, 1000.0)
+    big, small = save(tmp_path / "big.png", 64, 64), save(tmp_path / "small.png")
+    out = tmp_path / "out"
+    assert run(big, small, "-o", out, "--model", model, "--steps", "1", "--max-seconds", "10") == 1
+    assert os.listdir(out) == ["small.png"]
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if "error:" in line]
+    assert len(errors) == 1, errors
+    assert str(big) in errors[0] and "estimated 66 s" in errors[0], errors
+    assert "256×256" in errors[0] and "--max-seconds" in errors[0], errors
+    # 48×40 = 0.00192 MP → 1.9 s: within the limit, and the log line says so
+    logged = [line for line in captured.err.splitlines() if "] " in line]
+    assert len(logged) == 1 and "small.png" in logged[0] and "estimated 1.9 s" in logged[0]
+    assert "1 done, 0 skipped, 1 failed" in captured.out
+    # the limit lifted (0 = none): the same image goes through
+    assert run(big, "-o", out, "--model", model, "--steps", "1", "--max-seconds", "0") == 0
+    assert size_of(out / "big.png") == (256, 256)
+
+
+def test_the_estimate_scales_with_the_steps(tmp_path, model, capsys, monkeypatch):
+    _fixed_cost(monkeypatch, 1000.0)
+    small = save(tmp_path / "small.png")
+    assert run(small, "-o", tmp_path / "o", "--model", model, "--steps", "3") == 0
+    assert "estimated 5.8 s" in capsys.readouterr().err  # 0.00192 MP × 3 × 1000 s/MP
+
+
+def test_an_output_over_the_megapixel_limit_is_refused_before_decoding(
+    tmp_path, model, capsys, monkeypatch
+):
+    big, small = save(tmp_path / "big.png", 64, 64), save(tmp_path / "small.png")
+    import flowmapsr.imageio as images
+
+    decoded = []
+    real_read = images.read_image
+    monkeypatch.setattr(
+        images, "read_image", lambda p, **kw: decoded.append(p) or real_read(p, **kw)
+    )
+    out = tmp_path / "out"
+    assert run(big, small, "-o", out, "--model", model, "--max-megapixels", "0.05") == 1
+    assert os.listdir(out) == ["small.png"] and decoded == [small]
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(err) == 1 and str(big) in err[0], err
+    assert "output 256×256 = 0.1 MP exceeds the limit of 0.05 MP" in err[0], err
+    assert "--max-megapixels" in err[0]
+    # at x2 the same input fits
+    assert run(big, "-o", out, "--model", model, "--max-megapixels", "0.05", "--scale", "2") == 0
+
+
+def test_the_first_image_is_extrapolated_from_its_first_tile(tmp_path, model, capsys, monkeypatch):
+    """Nothing measured yet: the first image starts, its first tile is timed (a clock that
+    ticks 1 s per reading: every tile takes 1 s) and the extrapolation refuses it there."""
+    ticks = iter(range(10**6))
+    _fixed_cost(monkeypatch, None, clock=lambda: float(next(ticks)), min_sample_mp=0.0)
+    big, small = save(tmp_path / "big.png", 64, 64), save(tmp_path / "small.png")
+    out = tmp_path / "out"
+    argv = ("-o", out, "--model", model, "--steps", "1", "--tile", "16", "--overlap", "4")
+    from flowmapsr.inference import tiling
+    from flowmapsr.inference.pipeline import SRPipeline
+
+    pipe = SRPipeline.from_pretrained(model)
+    plan = tiling.plan_tiles(64, 64, 4, pipe.size_multiple, 16, 4, pipe.config.border_pad)
+    assert plan.count > 2  # big.png has tiles left when its first one is timed
+    assert run(big, small, *argv, "--max-seconds", str(plan.count - 0.5)) == 1
+    assert os.listdir(out) == ["small.png"]
+    captured = capsys.readouterr()
+    err = [line for line in captured.err.splitlines() if "error:" in line]
+    assert len(err) == 1 and str(big) in err[0] and "from its first 1 tile(s)" in err[0], err
+    assert f"estimated {plan.count} s" in err[0] and "--max-seconds" in err[0], err
+    # the ceiling lifted, it is estimated at its first tile and goes through
+    assert run(big, *argv, "--max-seconds", str(plan.count + 0.5)) == 0
+    logged = [line for line in capsys.readouterr().err.splitlines() if "] " in line]
+    assert f"estimated {plan.count} s" in logged[0], logged
