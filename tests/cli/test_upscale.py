@@ -492,3 +492,74 @@ def test_the_first_image_is_extrapolated_from_its_first_tile(tmp_path, model, ca
     assert run(big, *argv, "--max-seconds", str(plan.count + 0.5)) == 0
     logged = [line for line in capsys.readouterr().err.splitlines() if "] " in line]
     assert f"estimated {plan.count} s" in logged[0], logged
+
+
+# -- bit depth: float in → float out (issue 18) -------------------------------------------------
+def _write_input(path, kind):
+    """A 12×10 input of ``kind``; returns the samples as written (RGB order)."""
+    import cv2
+
+    if kind == "float-rgb":  # Pillow has no float RGB mode: OpenCV writes it (BGR order)
+        a = RNG.random((12, 10, 3), dtype=np.float32)
+        cv2.imwrite(str(path), np.ascontiguousarray(a[:, :, ::-1]))
+    elif kind == "float-grey":
+        a = RNG.random((12, 10), dtype=np.float32)
+        Image.fromarray(a, mode="F").save(path)
+    elif kind == "float-above-1":
+        a = np.linspace(0.0, 3.0, 120, dtype=np.float32).reshape(12, 10)
+        Image.fromarray(a, mode="F").save(path)
+    elif kind == "16-bit-rgb":
+        a = RNG.integers(0, 65536, (12, 10, 3), dtype=np.uint16)
+        cv2.imwrite(str(path), np.ascontiguousarray(a[:, :, ::-1]))
+    else:  # "8-bit-rgb"
+        a = RNG.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+        Image.fromarray(a).save(path)
+    return a
+
+
+@pytest.mark.parametrize(
+    "kind,suffix,fmt,dtype,note",
+    [
+        ("float-rgb", ".tif", "tif", np.float32, None),
+        ("float-grey", ".tif", "tif", np.float32, None),
+        ("float-above-1", ".tif", "tif", np.float32, "values outside are clipped"),
+        ("float-rgb", ".tif", "png", np.uint16, "float32 input written as 16-bit PNG"),
+        ("16-bit-rgb", ".png", "png", np.uint16, None),
+        ("16-bit-rgb", ".png", "tif", np.uint16, None),
+        ("16-bit-rgb", ".png", "jpg", np.uint8, "16-bit input written as 8-bit JPG"),
+        ("8-bit-rgb", ".png", "tif", np.uint8, None),
+        ("8-bit-rgb", ".png", "png", np.uint8, None),
+    ],
+)
+def test_bit_depth_is_kept_where_the_format_holds_it(
+    tmp_path, model, capsys, kind, suffix, fmt, dtype, note
+):
+    """The written file, read back, has the input's sample type (as far as the format goes) and
+    exactly the values the API computes in memory (lossless formats)."""
+    import cv2
+
+    from flowmapsr.imageio import read_image, to_8bit, to_16bit
+    from flowmapsr.inference.api import load_pipeline, upscale_picture
+
+    src = tmp_path / f"in{suffix}"
+    written = _write_input(src, kind)
+    out = tmp_path / "out"
+    assert run(src, "-o", out, "--model", model, "--scale", "2", "--format", fmt) == 0
+    err = capsys.readouterr().err
+    assert (note in err) if note else ("note:" not in err), err
+    back = cv2.imread(str(out / f"in.{fmt}"), cv2.IMREAD_UNCHANGED)
+    assert back is not None and back.dtype == dtype
+    assert back.shape[:2] == (24, 20) and back.ndim == written.ndim
+    if back.ndim == 3:
+        back = back[:, :, ::-1]  # BGR → RGB
+    pic = read_image(src)
+    expect = upscale_picture(load_pipeline(model), pic, scale=2, tile=256, overlap=32).color
+    if fmt == "jpg":
+        luma = np.array([0.299, 0.587, 0.114])  # JPEG keeps luma; chroma is subsampled
+        assert np.abs((back - to_8bit(expect).astype(float)) @ luma).mean() < 8
+    else:
+        assert np.array_equal(back, to_16bit(expect) if dtype != expect.dtype else expect)
+    if dtype == np.float32:
+        assert 0.0 <= back.min() and back.max() <= 1.0
+        off_grid = np.abs(back * 255 - np.round(back * 255)) > 1e-3
+        assert off_grid.mean() > 0.5  # float precision, not 8 bits in a float file

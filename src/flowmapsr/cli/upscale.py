@@ -12,6 +12,11 @@ already exists nothing is loaded. SIGTERM stops like SIGINT: the current file's 
 the summary printed, exit code 128 + the signal. Without a terminal (a log, CI) progress is one
 line per image, with its work estimate.
 
+Bit depth (:mod:`flowmapsr.imageio`): 8-bit input gives 8-bit output; 16-bit input stays 16-bit
+in PNG and TIFF; float32 input (TIFF, nominal [0, 1], values outside clipped with a note) stays
+float32 with ``--format tif`` and becomes 16-bit PNG. A format that holds fewer bits than the
+input (PNG for float, JPEG/WebP for 16-bit or float) gets a note naming the file.
+
 Bounded cost (:mod:`flowmapsr.inference.cost`): before each image, its output megapixels (from
 the file header, nothing decoded) and its estimated seconds = output megapixels × the cost in
 seconds per output megapixel *measured in this run on this machine* (timed tiles; the first
@@ -121,7 +126,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "without it such a file is refused, never silently cut to one frame",
     )
     p.add_argument(
-        "--format", choices=["png", "jpg", "webp"], default="png", help="output format (png)"
+        "--format",
+        choices=["png", "tif", "jpg", "webp"],
+        default="png",
+        help="output format (default png). Bit depth is kept where the format can hold it: "
+        "8-bit stays 8-bit, 16-bit stays 16-bit in png/tif, float32 (TIFF) stays float32 in "
+        "tif and becomes 16-bit in png; jpg/webp are 8-bit (a note says when bits are lost)",
     )
     p.add_argument(
         "--quality",
@@ -311,6 +321,17 @@ def prepare_out_dir(out_dir: Path) -> str | None:
     return None
 
 
+def _bits_kept(bits: int, fmt: str) -> int:
+    """Bits per sample ``fmt`` stores for an input of ``bits`` (8, 16, 32 = float32); see
+    :func:`flowmapsr.imageio.write_image`."""
+    most = {"tif": 32, "png": 16}.get(fmt, 8)
+    return min(bits, most)
+
+
+def _depth(bits: int) -> str:
+    return "float32" if bits == 32 else f"{bits}-bit"
+
+
 def _seconds(x: float | None) -> str:
     """An estimate for the log: ``12 s``, ``0.4 s``, or ``unmeasured``."""
     if x is None:
@@ -436,6 +457,13 @@ def run(args: argparse.Namespace) -> int:
                         _note(line)
                     if pic.frames > 1:  # only with --first-frame; said, never silent
                         _note(f"{src}: {pic.frames} frames; frame 0 only (--first-frame)")
+                    kept = _bits_kept(pic.bits, args.format)
+                    if kept < pic.bits:  # said, never silent
+                        _note(
+                            f"{src}: {_depth(pic.bits)} input written as {_depth(kept)} "
+                            f"{args.format.upper()}"
+                            + (" (--format tif keeps float32)" if pic.bits == 32 else "")
+                        )
                     tiles = tqdm(
                         desc="tiles",
                         unit="tile",
