@@ -12,8 +12,9 @@ the table and :data:`CASES` name the same cases. Regenerate it after a deliberat
 
     python -m flowmapsr.testing.hostile --write docs/hostile-input.md
 
-A case that cannot run here (``unreadable`` as root: ``chmod 000`` does not stop root) keeps
-the row the document already has; ``--check PATH`` compares without writing.
+A case that cannot run here (``unreadable`` and ``output-folder-read-only`` as root, for whom
+file modes do not hold) keeps the row the document already has; ``--check PATH`` compares
+without writing.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ def _root_skip() -> str | None:
             probe.read_bytes()
         except PermissionError:
             return None
-    return "running as root: chmod 000 does not stop root from reading"
+    return "running as root (or with CAP_DAC_OVERRIDE): file modes do not stop this process"
 
 
 def _unreadable(d: Path) -> Setup:
@@ -199,6 +200,22 @@ def _listed_twice(d: Path) -> Setup:
 def _out_is_a_file(d: Path) -> Setup:
     (d / "out").write_text("a file where the output folder should go")
     return Setup([str(_png(d / "a.png"))], out=d / "out")
+
+
+def _readonly_out(d: Path) -> Setup:
+    (d / "out").mkdir()
+    (d / "out").chmod(0o555)
+    return Setup([str(_png(d / "a.png"))], out=d / "out")
+
+
+def _hard_link_collision(d: Path) -> Setup:
+    """``out/a.png`` is a hard link to the input ``in/a.png``; ``other/a.jpg`` maps there too."""
+    for sub in ("in", "out", "other"):
+        (d / sub).mkdir()
+    _png(d / "in" / "a.png")
+    os.link(d / "in" / "a.png", d / "out" / "a.png")
+    Image.fromarray(_rgb("a.jpg")).save(d / "other" / "a.jpg", quality=95)
+    return Setup([str(d / "in" / "a.png"), str(d / "other" / "a.jpg")], out=d / "out")
 
 
 def _empty_folder(d: Path) -> Setup:
@@ -338,6 +355,18 @@ CASES: list[Case] = [
     Case("listed-twice", "`a.png a.png`", _listed_twice, "listed more than once"),
     Case("output-folder-is-a-file", "`-o` names a file", _out_is_a_file,
          "exists and is not a folder"),
+    Case("output-folder-read-only", "`-o` names a mode-555 folder (skipped as root)",
+         _readonly_out, "is not writable", skip=_root_skip),
+    Case("hard-link-collision", "`in/a.png` + `other/a.jpg -o out`, `out/a.png` a hard link to "
+         "the first, `--overwrite`", _hard_link_collision, "written as", flags=("--overwrite",)),
+    # sizes and flags at the edges
+    Case("one-pixel", "a 1×1 PNG", _one(lambda d: _png(d / "dot.png", 1, 1))),
+    Case("thin-strip", "a 1×300 PNG, `--tile 16`", _one(lambda d: _png(d / "line.png", 1, 300)),
+         flags=("--tile", "16", "--overlap", "4")),
+    Case("scale-inf", "8-bit PNG, `--scale inf`", _one(lambda d: _png(d / "a.png")),
+         "argument --scale: must be a number in 1–16, got 'inf'", flags=("--scale", "inf")),
+    Case("tile-1", "8-bit PNG, `--tile 1`", _one(lambda d: _png(d / "a.png")),
+         "argument --tile: must be an integer in 16–65536", flags=("--tile", "1")),
 ]  # fmt: skip
 
 
@@ -539,8 +568,12 @@ and the corpus name the same cases. After a deliberate change, regenerate it:
 
 Exit codes: 0 every input done (or skipped), 1 some input refused or failed (the others still
 run), 2 the run could not start. Output: each file written, as `name`: mode, width×height,
-samples, frames. `unreadable` cannot run as root (`chmod 000` does not stop root): there the
-test skips it and `--write` keeps its row.
+samples, frames. `unreadable` and `output-folder-read-only` need file modes to hold, which they
+do not for root: there the test skips them and `--write` keeps their rows. To run them as root,
+drop the two capabilities that bypass file modes:
+
+    setpriv --inh-caps=-dac_override,-dac_read_search \\
+        --bounding-set=-dac_override,-dac_read_search python -m pytest tests/testing
 """
 
 
