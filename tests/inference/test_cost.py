@@ -18,6 +18,8 @@ def test_the_rate_comes_from_samples_large_enough_to_measure():
     assert meter.rate is None and meter.estimate(Work((10, 10), 1.0, 1)) is None
     meter.record(5.0, 0.01, 1)  # under MIN_SAMPLE_MP: per-call overhead, not used
     assert meter.rate is None
+    meter.record(9.0, 1.0, 2)  # the first usable sample: the warm-up, not used
+    assert meter.rate is None
     meter.record(3.0, 1.0, 2)
     meter.record(1.0, 0.5, 2)
     assert meter.rate == pytest.approx(4.0 / 3.0)  # 4 s over 1.5 MP × 2 NFE
@@ -48,10 +50,13 @@ def test_watch_times_tiles_and_refuses_at_the_first_measured_one():
     work = Work((100, 100), 4.0, 1)  # 4 tiles of 1 MP each
     seen = []
     watch = meter.watch("a.png", work, Ceiling(max_seconds=10), on_tile=lambda *a: seen.append(a))
-    now[0] = 3.0  # first tile: 3 s per MP → 12 s estimated > 10 s
-    with pytest.raises(CostRefused, match=r"a.png: estimated 12 s .* from its first 1 tile\(s\)"):
-        watch(1, 4)
-    assert seen == [(1, 4)] and meter.rate == pytest.approx(3.0)
+    now[0] = 5.0  # first tile (warm-up): not used, so nothing is decided yet
+    watch(1, 4)
+    assert meter.rate is None and watch.estimate is None
+    now[0] = 8.0  # second tile: 3 s per MP → 12 s estimated > 10 s
+    with pytest.raises(CostRefused, match=r"a.png: estimated 12 s .* from its first 2 tile\(s\)"):
+        watch(2, 4)
+    assert seen == [(1, 4), (2, 4)] and meter.rate == pytest.approx(3.0)
     # the next image is estimated before it starts (9 s, fits) and never refused midway
     watch = meter.watch("b.png", Work((1, 1), 3.0, 1), Ceiling(max_seconds=10))
     assert watch.estimate == pytest.approx(9.0)

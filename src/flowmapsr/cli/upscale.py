@@ -20,7 +20,7 @@ input (PNG for float, JPEG/WebP for 16-bit or float) gets a note naming the file
 Bounded cost (:mod:`flowmapsr.inference.cost`): before each image, its output megapixels (from
 the file header, nothing decoded) and its estimated seconds = output megapixels × the cost in
 seconds per output megapixel *measured in this run on this machine* (timed tiles; the first
-large image is extrapolated from its own first tile) are checked against ``--max-megapixels``
+large image is extrapolated from its own first tiles) are checked against ``--max-megapixels``
 and ``--max-seconds``; an image over either is refused in one line naming the file, the
 estimate and the option that lifts it, and the batch goes on (exit code 1). A measured figure
 rather than one stored with the model, because the cost depends on this machine's free cores,

@@ -15,11 +15,14 @@ share of the image's output megapixels (overlap included, so the figure is for t
 tiling). Samples under :data:`MIN_SAMPLE_MP` are not used: a fixed ~16 ms per network call makes
 small tiles look dearer per megapixel than they are (measured with the built-in model, fp32, one
 thread, x4: 5.21 s/MP at 0.004 MP, 1.81 at 0.066, 1.46 at 0.26, 1.44 at 1.05), and an
-overestimate would refuse photos that fit. Until a sample exists — the first large image of a
-run — that image starts, and its estimate is extrapolated from its first tile; when that is over
-the ceiling the image is abandoned there, one tile of work lost (``--tile 0`` has no tiles to
-extrapolate from: the first untiled image is only bounded by ``max_megapixels``). The first tile
-is not treated as a warm-up: three successive 200² → 800² calls took 0.89, 0.82 and 0.87 s.
+overestimate would refuse photos that fit. The first usable sample of a run is a warm-up and
+not used either: it pays for building the merged LoRA copy and oneDNN's kernels (built-in model,
+bf16, one thread, a 512×384 → 2048×1536 image in six 256-pixel tiles: 1.81 s for the first tile,
+1.01–1.40 s for the others; in the CLI the first tile alone extrapolated to 15 s for an image
+that took 7.3 s). Until a sample exists — the first large image of a run — that image starts,
+and its estimate is extrapolated from its first tiles after the warm-up; when that is over the
+ceiling the image is abandoned there, two tiles of work lost (``--tile 0`` has no tiles to
+extrapolate from: the first untiled image is only bounded by ``max_megapixels``).
 
 **The ceiling** (:class:`Ceiling`): output megapixels (the output array's memory, and the work a
 user asked for) and estimated seconds per image. Over either, the image is refused with one
@@ -35,6 +38,8 @@ from dataclasses import dataclass
 
 # Timed work under this many output megapixels is not used for the cost (see the module doc).
 MIN_SAMPLE_MP = 0.25
+# Usable samples a meter drops first: the run's first tile carries one-time set-up costs.
+WARMUP_SAMPLES = 1
 # Output megapixels per image: a 30 MP photo at x4 (480 MP) fits; 500 MP is 1.5 GB as 8-bit RGB
 # and 3 GB as 16-bit, in the output array the upscaler fills.
 DEFAULT_MAX_MEGAPIXELS = 500.0
@@ -87,7 +92,8 @@ class CostMeter:
     """Seconds per output megapixel per NFE, measured from timed tiles (thread-safe).
 
     ``seconds_per_mp``: a known figure to use instead of measuring (per NFE). ``clock``: the
-    time source (seconds). ``min_sample_mp``: smaller samples are not used.
+    time source (seconds). ``min_sample_mp``: smaller samples are not used. ``warmup``: how many
+    usable samples are dropped first.
     """
 
     def __init__(
@@ -96,10 +102,12 @@ class CostMeter:
         *,
         clock: Callable[[], float] = time.perf_counter,
         min_sample_mp: float = MIN_SAMPLE_MP,
+        warmup: int = WARMUP_SAMPLES,
     ):
         self.fixed = seconds_per_mp
         self.clock = clock
         self.min_sample_mp = min_sample_mp
+        self.warmup = warmup  # usable samples still to drop
         self.seconds = 0.0  # timed seconds of the samples used
         self.mp_steps = 0.0  # their output megapixels × NFE
         self._lock = threading.Lock()
@@ -113,10 +121,14 @@ class CostMeter:
             return self.seconds / self.mp_steps if self.mp_steps else None
 
     def record(self, seconds: float, megapixels: float, steps: int) -> None:
-        """Add a timed piece of work (ignored under ``min_sample_mp`` or with a fixed figure)."""
+        """Add a timed piece of work (ignored under ``min_sample_mp``, while warming up, or with
+        a fixed figure)."""
         if self.fixed is not None or megapixels < self.min_sample_mp or seconds <= 0:
             return
         with self._lock:
+            if self.warmup > 0:
+                self.warmup -= 1
+                return
             self.seconds += seconds
             self.mp_steps += megapixels * steps
 
@@ -159,11 +171,12 @@ class CostMeter:
 
 class TileWatch:
     """``on_tile(done, total)`` for one image: times each tile into ``meter`` and, when the image
-    started without an estimate, raises :class:`CostRefused` as soon as its first usable tile
-    puts the estimate over ``ceiling``. ``on_tile`` (e.g. a progress bar) is called first.
+    started without an estimate, raises :class:`CostRefused` as soon as the first tile the
+    meter uses (after its warm-up) puts the estimate over ``ceiling``. ``on_tile`` (e.g. a
+    progress bar) is called first.
 
-    ``estimate``: the image's estimated seconds, made before it started or at that first tile
-    (None while unmeasured).
+    ``estimate``: the image's estimated seconds, made before it started or at that tile (None
+    while unmeasured).
     """
 
     def __init__(self, meter: CostMeter, name: str, work: Work, ceiling: Ceiling, on_tile=None):

@@ -238,7 +238,7 @@ def make_handler(
                     color_fix=str(color_fix),
                     on_tile=watch,
                 )
-            except cost.CostRefused as err:  # extrapolated from the first tile (unmeasured yet)
+            except cost.CostRefused as err:  # extrapolated from its first tiles (unmeasured yet)
                 raise refuse(str(err)) from None
         seconds = time.perf_counter() - t0
         out_path = write_image(results.new() / f"{Path(path).stem}_x{k['scale']:g}.png", res)
