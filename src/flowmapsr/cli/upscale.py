@@ -335,7 +335,7 @@ def _depth(bits: int) -> str:
 def _seconds(x: float | None) -> str:
     """An estimate for the log: ``12 s``, ``0.4 s``, or ``unmeasured``."""
     if x is None:
-        return "unmeasured"  # no tile of ≥ cost.MIN_SAMPLE_MP timed yet
+        return "unmeasured"  # no usable tile timed yet (see flowmapsr.inference.cost)
     return f"{x:.0f} s" if x >= 10 else f"{x:.1f} s"
 
 
