@@ -412,7 +412,10 @@ def probe_size(path: str | os.PathLike, oriented: bool = False) -> tuple[int, in
     :func:`read_image` returns it."""
     path = Path(path)
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():  # the callers judge the size; no Python warning lines
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
             w, h = im.size
             if oriented and _header_orientation(im) in (5, 6, 7, 8):
                 w, h = h, w

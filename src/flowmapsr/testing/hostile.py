@@ -284,6 +284,9 @@ CASES: list[Case] = [
     Case("bomb-40000", "a PNG of under 100 bytes declaring 40000×40000",
          _one(lambda d: _png_declaring(d / "bomb.png", 40000, 40000)),
          "decompression-bomb guard"),
+    Case("bomb-10000", "a PNG of under 100 bytes declaring 10000×10000 (between the pixel guard "
+         "and Pillow's own limit)", _one(lambda d: _png_declaring(d / "bomb.png", 10000, 10000)),
+         "decompression-bomb guard"),
     Case("missing", "a name that does not exist", lambda d: Setup([str(d / "nope.png")]),
          "no such file"),
     Case("broken-symlink", "a symlink to a missing file", _broken_link, "broken symbolic link"),
@@ -549,6 +552,8 @@ def check_row(row: Row, outcome: Outcome) -> list[str]:
         problems.append(f"output {got!r}, documented {row.output!r}")
     if "Traceback" in outcome.stderr:
         problems.append("printed a traceback")
+    if "Warning:" in outcome.stderr:
+        problems.append("printed a Python warning")
     if outcome.changed_inputs:
         problems.append(f"changed inputs {outcome.changed_inputs}")
     return problems
@@ -561,8 +566,8 @@ binary files in git) and run as `flowmapsr upscale INPUTS -o OUT --model M --sca
 with a random-weight model. **The default test run checks this table**
 (`tests/testing/test_hostile_corpus.py`): every row against what the CLI does (the exit code;
 the message, a stable substring of stderr, or "—" for no error or note line; the outputs read
-back from disk), that no input file changed and no traceback was printed, and that the table
-and the corpus name the same cases. After a deliberate change, regenerate it:
+back from disk), that no input file changed, that no traceback or Python warning was printed,
+and that the table and the corpus name the same cases. After a deliberate change, regenerate it:
 
     python -m flowmapsr.testing.hostile --write docs/hostile-input.md
 
