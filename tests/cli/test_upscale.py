@@ -433,7 +433,7 @@ def test_an_image_over_the_estimated_seconds_is_refused_and_the_batch_goes_on(
     # 48×40 = 0.00192 MP → 1.9 s: within the limit, and the log line says so
     logged = [line for line in captured.err.splitlines() if "] " in line]
     assert len(logged) == 1 and "small.png" in logged[0] and "estimated 1.9 s" in logged[0]
-    assert "1 done, 0 skipped, 1 failed" in captured.out
+    assert "1 done, 0 skipped, 1 failed, 1 over the cost ceiling" in captured.out
     # the limit lifted (0 = none): the same image goes through
     assert run(big, "-o", out, "--model", model, "--steps", "1", "--max-seconds", "0") == 0
     assert size_of(out / "big.png") == (256, 256)

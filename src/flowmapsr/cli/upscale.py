@@ -402,7 +402,7 @@ def run(args: argparse.Namespace) -> int:
             skipped += 1
         else:
             todo.append((src, dst))
-    pipe, stopped, failed_before = None, None, failed
+    pipe, stopped, failed_before, over_ceiling = None, None, failed, 0
     seconds, megapixels = 0.0, 0.0
     tile = args.tile or None
     start = time.perf_counter()
@@ -477,6 +477,8 @@ def run(args: argparse.Namespace) -> int:
                         tiles.update(n - tiles.n)
 
                     watch = meter.watch(str(src), work, ceiling, on_tile)
+                    if watch.estimate is not None:
+                        bar.set_postfix_str(f"{src.name}: estimated {_seconds(watch.estimate)}")
                     try:
                         res = upscale_picture(
                             pipe,
@@ -496,7 +498,11 @@ def run(args: argparse.Namespace) -> int:
                         tiles.close()
                     del pic
                     write_image(dst, res, fmt=args.format, quality=args.quality, consume=True)
-                except (ImageReadError, cost.CostRefused) as err:
+                except cost.CostRefused as err:
+                    _err(str(err))
+                    failed, over_ceiling = failed + 1, over_ceiling + 1
+                    continue
+                except ImageReadError as err:
                     _err(str(err))
                     failed += 1
                     continue
@@ -530,6 +536,8 @@ def run(args: argparse.Namespace) -> int:
     rate = f"{seconds / megapixels:.3f} s per output megapixel" if megapixels else "no output"
     where = f"device {pipe.device}, {pipe.precision}" if pipe is not None else "model not loaded"
     also = f", {renamed} renamed (same output name)" if renamed else ""
+    if over_ceiling:
+        also += f", {over_ceiling} over the cost ceiling (--max-megapixels, --max-seconds)"
     if stopped is not None:
         left = len(todo) - done - (failed - failed_before)
         also += f", interrupted by {signal.Signals(stopped).name} ({left} not written)"
