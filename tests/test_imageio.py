@@ -13,6 +13,7 @@ from flowmapsr.imageio import (
     _apply_orientation,
     picture_to_pil,
     read_image,
+    to_16bit,
     write_image,
 )
 from flowmapsr.inference.api import upscale_picture
@@ -164,6 +165,9 @@ def test_bad_files_give_one_line_errors(tmp_path):
         assert name in msg and reason in msg and "\n" not in msg
     with pytest.raises(ImageReadError, match="not a regular file"):
         read_image(tmp_path)
+    (tmp_path / "dangling.png").symlink_to("gone.png")
+    with pytest.raises(ImageReadError, match=r"dangling.png: broken symbolic link .*gone.png"):
+        read_image(tmp_path / "dangling.png")
 
 
 @pytest.mark.parametrize("fmt,mode", [("jpg", "RGB"), ("webp", "RGBA")])
@@ -207,3 +211,34 @@ def test_float_tiff_above_one_is_clipped_with_a_note_not_rescaled(tmp_path):
     assert pic.color.dtype == np.float32
     np.testing.assert_allclose(pic.color[a <= 1], a[a <= 1])
     assert pic.color.max() == 1.0 and any("clipped" in n for n in pic.notes)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("fmt", ["png", "tif"])
+def test_grey_with_alpha_is_written_at_its_depth(tmp_path, fmt, dtype):
+    """OpenCV cannot encode 2 channels: 8-bit grey + alpha goes through Pillow as LA, deeper ones
+    as RGBA with the grey repeated, keeping the samples."""
+    if dtype == np.float32:
+        grey, alpha = RNG.random((12, 10), dtype=np.float32), RNG.random((12, 10), np.float32)
+    else:
+        top = np.iinfo(dtype).max + 1
+        grey, alpha = RNG.integers(0, top, (2, 12, 10), dtype=dtype)
+    out = write_image(tmp_path / f"la.{fmt}", Picture(grey, alpha), fmt=fmt)
+    back = read_image(out)
+    if fmt == "png" and dtype == np.float32:
+        grey, alpha = to_16bit(grey), to_16bit(alpha)  # PNG holds 16 bits
+    assert back.alpha is not None and back.alpha.dtype == alpha.dtype
+    assert np.array_equal(back.alpha, alpha)
+    colour = back.color if back.grey else back.color[:, :, 0]
+    assert np.array_equal(colour, grey) and (back.grey or np.ptp(back.color, axis=2).max() == 0)
+    assert back.grey == (dtype == np.uint8)
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_16bit_colour_tiff_keeps_16_bits(tmp_path, channels):
+    """Pillow opens 16-bit RGB(A) TIFFs as 8-bit; the reader takes their samples from OpenCV."""
+    a = RNG.integers(0, 65536, (12, 10, channels), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "c.tif"), a)  # BGR(A) order
+    pic = read_image(tmp_path / "c.tif")
+    assert pic.bits == 16 and np.array_equal(pic.color, a[:, :, 2::-1])
+    assert (pic.alpha is None) if channels == 3 else np.array_equal(pic.alpha, a[:, :, 3])

@@ -8,8 +8,8 @@ A :class:`Picture` holds colour pixels (RGB, or grey kept as one channel), an op
 channel (upscaled separately, with bicubic), the ICC profile to carry to the output, and the
 sample type: uint8, uint16 or float32. Pillow reads everything (EXIF orientation applied,
 palette / CMYK / 1-bit / LA / YCbCr converted, CMYK through its ICC profile with LittleCMS when
-it has one); 16-bit PNG pixels come from OpenCV, because Pillow reduces 16-bit RGB PNGs to 8
-bits; float TIFFs with 3 or 4 channels, which Pillow cannot open, come from OpenCV too.
+it has one); 16-bit PNG and 16-bit RGB(A) TIFF pixels come from OpenCV, because Pillow reduces
+them to 8 bits; float TIFFs with 3 or 4 channels, which Pillow cannot open, come from OpenCV too.
 
 Rules for what users have:
 
@@ -173,10 +173,26 @@ def _split_cv(a: np.ndarray, orientation: int = 1) -> tuple[np.ndarray, np.ndarr
     return a, alpha
 
 
-def _read_png16(path: Path, orientation: int, icc: bytes | None) -> Picture:
-    a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+def _header_orientation(im: Image.Image) -> int:
+    """EXIF orientation from an opened, undecoded image. Pillow's ``getexif`` on a PNG whose
+    eXIf chunk is not ahead of the pixels decodes the whole image to look for it (a bomb then
+    is decoded); such a late chunk is read as "no orientation" here instead."""
+    if im.format == "PNG" and "exif" not in im.info:
+        return 1
+    return im.getexif().get(_ORIENTATION, 1)
+
+
+def _tiff_16bit_colour(im: Image.Image) -> bool:
+    """A TIFF whose colour samples are 16-bit (Pillow opens these as 8-bit RGB/RGBA)."""
+    bits = getattr(im, "tag_v2", {}).get(258)
+    bits = bits if isinstance(bits, tuple) else (bits,)
+    return im.mode in ("RGB", "RGBA") and len(bits) > 1 and all(b == 16 for b in bits)
+
+
+def _read_cv16(path: Path, orientation: int, icc: bytes | None, kind: str) -> Picture:
+    a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # first page; orientation applied below
     if a is None or a.dtype != np.uint16:
-        raise ImageReadError(f"{path}: cannot decode 16-bit PNG")
+        raise ImageReadError(f"{path}: cannot decode 16-bit {kind}")
     return Picture(*_split_cv(a, orientation), icc)
 
 
@@ -316,6 +332,9 @@ def read_image(
     """
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():
+            target = os.readlink(path)
+            raise ImageReadError(f"{path}: broken symbolic link (its target {target} is missing)")
         raise ImageReadError(f"{path}: no such file")
     if not path.is_file():
         raise ImageReadError(f"{path}: not a regular file")
@@ -338,9 +357,13 @@ def read_image(
             if frames > 1 and not first_frame:
                 kind = "multi-page TIFF" if im.format == "TIFF" else _KIND.get(im.format, "")
                 raise ImageReadError(_frames_message(path, kind or f"{im.format} file", frames))
-            if im.format == "PNG" and _png_bit_depth(path) == 16 and not max_side:
-                orientation = im.getexif().get(_ORIENTATION, 1)
-                pic = _read_png16(path, orientation, im.info.get("icc_profile") or None)
+            deep = (im.format == "PNG" and _png_bit_depth(path) == 16) or (
+                im.format == "TIFF" and _tiff_16bit_colour(im)
+            )
+            if deep and not max_side:
+                orientation = _header_orientation(im)
+                icc = im.info.get("icc_profile") or None
+                pic = _read_cv16(path, orientation, icc, im.format)
             else:
                 if max_side and max(im.size) > max_side:
                     f = max_side / max(im.size)
@@ -353,6 +376,8 @@ def read_image(
             return pic
     except ImageReadError:
         raise
+    except PermissionError:
+        raise ImageReadError(f"{path}: permission denied (the file cannot be opened)") from None
     except UnidentifiedImageError:
         with open(path, "rb") as f:
             is_tiff = f.read(4) in _TIFF_MAGIC
@@ -364,17 +389,40 @@ def read_image(
         raise ImageReadError(f"{path}: cannot read image ({reason})") from None
 
 
-def probe_size(path: str | os.PathLike) -> tuple[int, int]:
-    """``(H, W)`` from the file's header, without decoding; raises :class:`ImageReadError`."""
+def _tiff_header_size(path: Path) -> tuple[int, int] | None:
+    """``(H, W)`` of a TIFF's first page from its IFD (tags 257, 256), or None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if head[:4] not in _TIFF_MAGIC:
+                return None
+            ifd = TiffImagePlugin.ImageFileDirectory_v2(head)
+            f.seek(ifd.next)
+            ifd.load(f)
+    except (OSError, ValueError, SyntaxError, struct.error):
+        return None
+    h, w = ifd.get(257), ifd.get(256)
+    return (int(h), int(w)) if h and w else None
+
+
+def probe_size(path: str | os.PathLike, oriented: bool = False) -> tuple[int, int]:
+    """``(H, W)`` from the file's header, without decoding; raises :class:`ImageReadError`.
+
+    ``oriented``: the size after the EXIF orientation (a 90° turn swaps H and W), as
+    :func:`read_image` returns it."""
     path = Path(path)
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():  # the callers judge the size; no Python warning lines
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
             w, h = im.size
+            if oriented and _header_orientation(im) in (5, 6, 7, 8):
+                w, h = h, w
     except UnidentifiedImageError:
-        if tiff_is_float(path):
-            a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # no header-only reader for these
-            if a is not None:
-                return a.shape[0], a.shape[1]
+        size = _tiff_header_size(path) if tiff_is_float(path) else None
+        if size is not None:  # float RGB(A) TIFFs: Pillow cannot open them, their IFD says
+            return size
         raise ImageReadError(f"{path}: not an image (or a format Pillow cannot read)") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise ImageReadError(f"{path}: cannot read image ({err})") from None
@@ -429,7 +477,8 @@ def write_image(
     consume: bool = False,
 ) -> Path:
     """Write ``pic`` atomically as PNG (8/16 bits, alpha, ICC), TIFF (8/16 bits or float32,
-    alpha; no ICC), JPEG (8 bits, no alpha) or WebP (8 bits).
+    alpha; no ICC), JPEG (8 bits, no alpha) or WebP (8 bits). Grey + alpha stays LA at 8 bits
+    (Pillow); at 16 bits or float it is written as RGBA (no such LA mode in OpenCV or Pillow).
 
     A float picture keeps float32 only in TIFF; PNG stores it as 16 bits, JPEG/WebP as 8.
     ``consume=True`` lets the PNG/TIFF writer reorder ``pic.color`` to BGR in place instead of
@@ -438,13 +487,27 @@ def write_image(
     path = Path(path)
     if fmt not in FORMATS:
         raise ValueError(f"unknown output format '{fmt}' (choose from {', '.join(FORMATS)})")
+    if fmt in ("png", "tif") and pic.grey and pic.alpha is not None:
+        # OpenCV encodes no grey + alpha (2 channels). Pillow writes 8-bit LA; it has no 16-bit
+        # or float LA mode, so those become RGBA with the grey repeated: the depth is kept.
+        if pic.bits == 8:
+            im = picture_to_pil(pic)
+            kwargs = {"icc_profile": pic.icc} if pic.icc and fmt == "png" else {}
+            pil_format = "PNG" if fmt == "png" else "TIFF"
+            atomic_write(path, lambda f: im.save(f, format=pil_format, **kwargs))
+            return path
+        pic = Picture(np.repeat(pic.color[:, :, None], 3, axis=2), pic.alpha, pic.icc)
+        consume = True  # a fresh array
     if fmt in ("png", "tif"):
         color, alpha = pic.color, pic.alpha
         if fmt == "png" and pic.bits == 32:
             color, alpha = to_16bit(color), None if alpha is None else to_16bit(alpha)
             consume = True  # fresh arrays
         arr = _cv_layout(pic, color, alpha, consume)
-        ok, buf = cv2.imencode(FORMATS[fmt], arr)
+        try:
+            ok, buf = cv2.imencode(FORMATS[fmt], arr)
+        except cv2.error as err:  # one line for the user, not OpenCV's assertion text
+            raise ValueError(f"cannot encode a {arr.shape} {arr.dtype} image as {fmt}") from err
         if not ok:
             raise OSError(f"{path}: OpenCV could not encode the {fmt.upper()}")
         data = memoryview(buf.reshape(-1))

@@ -408,3 +408,171 @@ def test_a_probe_left_by_a_killed_run_is_removed_by_the_next(tmp_path, model, mo
     assert len(os.listdir(out)) == 1  # the probe, left behind
     assert run(save(tmp_path / "a.png"), "-o", out, "--model", model) == 0
     assert os.listdir(out) == ["a.png"]
+
+
+# -- bounded cost (issue 18) --------------------------------------------------------------------
+def _fixed_cost(monkeypatch, seconds_per_mp, **kwargs):
+    """Every CostMeter the run makes uses this figure (s per output MP per NFE): nothing timed."""
+    import functools
+
+    from flowmapsr.inference import cost
+
+    meter = functools.partial(cost.CostMeter, seconds_per_mp, **kwargs)
+    monkeypatch.setattr(cost, "CostMeter", meter)
+
+
+def test_cost_ceiling_defaults_agree_with_the_cost_module():
+    from flowmapsr.inference import cost
+
+    assert cmd.DEFAULT_MAX_MEGAPIXELS == cost.DEFAULT_MAX_MEGAPIXELS
+    assert cmd.DEFAULT_MAX_SECONDS == cost.DEFAULT_MAX_SECONDS
+
+
+def test_an_image_over_the_estimated_seconds_is_refused_and_the_batch_goes_on(
+    tmp_path, model, capsys, monkeypatch
+):
+    # 64×64 at x4: 0.065536 MP of output; at 1000 s/MP (1 step) that is 66 s > 10 s.
+    _fixed_cost(monkeypatch, 1000.0)
+    big, small = save(tmp_path / "big.png", 64, 64), save(tmp_path / "small.png")
+    out = tmp_path / "out"
+    assert run(big, small, "-o", out, "--model", model, "--steps", "1", "--max-seconds", "10") == 1
+    assert os.listdir(out) == ["small.png"]
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if "error:" in line]
+    assert len(errors) == 1, errors
+    assert str(big) in errors[0] and "estimated 66 s" in errors[0], errors
+    assert "256×256" in errors[0] and "--max-seconds" in errors[0], errors
+    # 48×40 = 0.00192 MP → 1.9 s: within the limit, and the log line says so
+    logged = [line for line in captured.err.splitlines() if "] " in line]
+    assert len(logged) == 1 and "small.png" in logged[0] and "estimated 1.9 s" in logged[0]
+    assert "1 done, 0 skipped, 1 failed, 1 over the cost ceiling" in captured.out
+    # the limit lifted (0 = none): the same image goes through
+    assert run(big, "-o", out, "--model", model, "--steps", "1", "--max-seconds", "0") == 0
+    assert size_of(out / "big.png") == (256, 256)
+
+
+def test_the_estimate_scales_with_the_steps(tmp_path, model, capsys, monkeypatch):
+    _fixed_cost(monkeypatch, 1000.0)
+    small = save(tmp_path / "small.png")
+    assert run(small, "-o", tmp_path / "o", "--model", model, "--steps", "3") == 0
+    assert "estimated 5.8 s" in capsys.readouterr().err  # 0.00192 MP × 3 × 1000 s/MP
+
+
+def test_an_output_over_the_megapixel_limit_is_refused_before_decoding(
+    tmp_path, model, capsys, monkeypatch
+):
+    big, small = save(tmp_path / "big.png", 64, 64), save(tmp_path / "small.png")
+    import flowmapsr.imageio as images
+
+    decoded = []
+    real_read = images.read_image
+    monkeypatch.setattr(
+        images, "read_image", lambda p, **kw: decoded.append(p) or real_read(p, **kw)
+    )
+    out = tmp_path / "out"
+    assert run(big, small, "-o", out, "--model", model, "--max-megapixels", "0.05") == 1
+    assert os.listdir(out) == ["small.png"] and decoded == [small]
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(err) == 1 and str(big) in err[0], err
+    assert "output 256×256 = 0.1 MP exceeds the limit of 0.05 MP" in err[0], err
+    assert "--max-megapixels" in err[0]
+    # at x2 the same input fits
+    assert run(big, "-o", out, "--model", model, "--max-megapixels", "0.05", "--scale", "2") == 0
+
+
+def test_the_first_image_is_extrapolated_from_its_first_tiles(tmp_path, model, capsys, monkeypatch):
+    """Nothing measured yet: the first image starts, its tiles are timed (a clock that ticks 1 s
+    per reading: every tile takes 1 s), the first is the warm-up, and the extrapolation from
+    the second refuses it there."""
+    ticks = iter(range(10**6))
+    _fixed_cost(monkeypatch, None, clock=lambda: float(next(ticks)), min_sample_mp=0.0)
+    big, small = save(tmp_path / "big.png", 64, 64), save(tmp_path / "small.png")
+    out = tmp_path / "out"
+    argv = ("-o", out, "--model", model, "--steps", "1", "--tile", "16", "--overlap", "4")
+    from flowmapsr.inference import tiling
+    from flowmapsr.inference.pipeline import SRPipeline
+
+    pipe = SRPipeline.from_pretrained(model)
+    plan = tiling.plan_tiles(64, 64, 4, pipe.size_multiple, 16, 4, pipe.config.border_pad)
+    assert plan.count > 3  # big.png has tiles left when its second one is timed
+    assert run(big, small, *argv, "--max-seconds", str(plan.count - 0.5)) == 1
+    assert os.listdir(out) == ["small.png"]
+    captured = capsys.readouterr()
+    err = [line for line in captured.err.splitlines() if "error:" in line]
+    assert len(err) == 1 and str(big) in err[0] and "from its first 2 tile(s)" in err[0], err
+    assert f"estimated {plan.count} s" in err[0] and "--max-seconds" in err[0], err
+    # the ceiling lifted, it is estimated at its second tile and goes through
+    assert run(big, *argv, "--max-seconds", str(plan.count + 0.5)) == 0
+    logged = [line for line in capsys.readouterr().err.splitlines() if "] " in line]
+    assert f"estimated {plan.count} s" in logged[0], logged
+
+
+# -- bit depth: float in → float out (issue 18) -------------------------------------------------
+def _write_input(path, kind):
+    """A 12×10 input of ``kind``; returns the samples as written (RGB order)."""
+    import cv2
+
+    if kind == "float-rgb":  # Pillow has no float RGB mode: OpenCV writes it (BGR order)
+        a = RNG.random((12, 10, 3), dtype=np.float32)
+        cv2.imwrite(str(path), np.ascontiguousarray(a[:, :, ::-1]))
+    elif kind == "float-grey":
+        a = RNG.random((12, 10), dtype=np.float32)
+        Image.fromarray(a, mode="F").save(path)
+    elif kind == "float-above-1":
+        a = np.linspace(0.0, 3.0, 120, dtype=np.float32).reshape(12, 10)
+        Image.fromarray(a, mode="F").save(path)
+    elif kind == "16-bit-rgb":
+        a = RNG.integers(0, 65536, (12, 10, 3), dtype=np.uint16)
+        cv2.imwrite(str(path), np.ascontiguousarray(a[:, :, ::-1]))
+    else:  # "8-bit-rgb"
+        a = RNG.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+        Image.fromarray(a).save(path)
+    return a
+
+
+@pytest.mark.parametrize(
+    "kind,suffix,fmt,dtype,note",
+    [
+        ("float-rgb", ".tif", "tif", np.float32, None),
+        ("float-grey", ".tif", "tif", np.float32, None),
+        ("float-above-1", ".tif", "tif", np.float32, "values outside are clipped"),
+        ("float-rgb", ".tif", "png", np.uint16, "float32 input written as 16-bit PNG"),
+        ("16-bit-rgb", ".png", "png", np.uint16, None),
+        ("16-bit-rgb", ".png", "tif", np.uint16, None),
+        ("16-bit-rgb", ".png", "jpg", np.uint8, "16-bit input written as 8-bit JPG"),
+        ("8-bit-rgb", ".png", "tif", np.uint8, None),
+        ("8-bit-rgb", ".png", "png", np.uint8, None),
+    ],
+)
+def test_bit_depth_is_kept_where_the_format_holds_it(
+    tmp_path, model, capsys, kind, suffix, fmt, dtype, note
+):
+    """The written file, read back, has the input's sample type (as far as the format goes) and
+    exactly the values the API computes in memory (lossless formats)."""
+    import cv2
+
+    from flowmapsr.imageio import read_image, to_8bit, to_16bit
+    from flowmapsr.inference.api import load_pipeline, upscale_picture
+
+    src = tmp_path / f"in{suffix}"
+    written = _write_input(src, kind)
+    out = tmp_path / "out"
+    assert run(src, "-o", out, "--model", model, "--scale", "2", "--format", fmt) == 0
+    err = capsys.readouterr().err
+    assert (note in err) if note else ("note:" not in err), err
+    back = cv2.imread(str(out / f"in.{fmt}"), cv2.IMREAD_UNCHANGED)
+    assert back is not None and back.dtype == dtype
+    assert back.shape[:2] == (24, 20) and back.ndim == written.ndim
+    if back.ndim == 3:
+        back = back[:, :, ::-1]  # BGR → RGB
+    pic = read_image(src)
+    expect = upscale_picture(load_pipeline(model), pic, scale=2, tile=256, overlap=32).color
+    if fmt == "jpg":
+        luma = np.array([0.299, 0.587, 0.114])  # JPEG keeps luma; chroma is subsampled
+        assert np.abs((back - to_8bit(expect).astype(float)) @ luma).mean() < 8
+    else:
+        assert np.array_equal(back, to_16bit(expect) if dtype != expect.dtype else expect)
+    if dtype == np.float32:
+        assert 0.0 <= back.min() and back.max() <= 1.0
+        off_grid = np.abs(back * 255 - np.round(back * 255)) > 1e-3
+        assert off_grid.mean() > 0.5  # float precision, not 8 bits in a float file

@@ -103,6 +103,36 @@ def test_handler_bounds_the_knobs_like_the_cli(pipe, tmp_path, caplog, knobs, me
     assert not list(handler.results.root.iterdir())  # nothing was computed or written
 
 
+def test_handler_applies_the_clis_cost_ceiling(pipe, tmp_path, caplog):
+    """The same ceiling and messages as ``flowmapsr upscale``, naming the server's options and
+    the upload by its own name; the cost is injected (10⁴ s per output MP), nothing timed."""
+    import gradio as gr
+
+    from flowmapsr.inference.cost import CostMeter
+    from flowmapsr.serve.app import web_ceiling
+
+    upload = tmp_path / "uploads" / "holiday.png"
+    upload.parent.mkdir()
+    src = _png(upload, h=64, w=64)  # x4: 256×256 = 0.065536 MP of output → 655 s
+    handler = make_handler(pipe, out_root=str(tmp_path), meter=CostMeter(1e4))
+    assert handler.meter.rate == 1e4
+    with caplog.at_level("INFO", logger="flowmapsr.serve"):
+        with pytest.raises(gr.Error) as info:
+            handler(str(src), 4, 1, 1.0, 1.0, 0, 256, 32, "none")
+    assert info.value.message.startswith("holiday.png: estimated 655 s for the 256×256 output")
+    assert "exceeds the limit of 300 s" in info.value.message  # the page's default
+    assert "flowmapsr serve --max-seconds" in info.value.message
+    assert str(upload.parent) not in info.value.message
+    (record,) = caplog.records
+    assert record.exc_info is None and "holiday.png: estimated 655 s" in record.getMessage()
+    small = make_handler(pipe, out_root=str(tmp_path), ceiling=web_ceiling(0.05, 0))
+    with pytest.raises(gr.Error, match="0.1 MP exceeds the limit of 0.05 MP .*--max-megapixels"):
+        small(str(src), 4, 1, 1.0, 1.0, 0, 256, 32, "none")
+    _, _, text = small(str(src), 2, 1, 1.0, 1.0, 0, 256, 32, "none")  # 128² output fits
+    assert "64×64 → 128×128" in text
+    assert not list(handler.results.root.iterdir())  # the refused request wrote nothing
+
+
 def test_result_folders_are_bounded_and_removed(pipe, tmp_path):
     handler = make_handler(pipe, out_root=str(tmp_path), keep_results=2)
     src = _png(tmp_path / "in.png", h=8, w=8)

@@ -11,7 +11,8 @@ import sys
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from flowmapsr.cli.upscale import PRECISION_CHOICES
+    from flowmapsr.cli.common import bounded
+    from flowmapsr.cli.upscale import DEFAULT_MAX_MEGAPIXELS, PRECISION_CHOICES
 
     p = subparsers.add_parser(
         "serve",
@@ -27,6 +28,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--queue-size", type=int, default=8, help="requests allowed to wait")
     p.add_argument(
         "--max-pixels", type=int, default=4_000_000, help="largest input accepted (pixels)"
+    )
+    p.add_argument(
+        "--max-megapixels",
+        type=bounded(float, 0.01, 1e6, zero="no limit"),
+        default=None,
+        help="largest output accepted, in megapixels (default: the upscaler's, "
+        f"{DEFAULT_MAX_MEGAPIXELS}; 0 = no limit)",
+    )
+    p.add_argument(
+        "--max-seconds",
+        type=bounded(float, 0.1, 1e9, zero="no limit"),
+        default=None,
+        help="refuse requests estimated to take longer, from the cost measured by this server "
+        "(default 300; 0 = no limit)",
     )
     return p
 
@@ -46,14 +61,15 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from flowmapsr.cli.common import load_pipeline_or_none
     from flowmapsr.cli.upscale import _signals_as_interrupts
-    from flowmapsr.serve.app import build_app, close_app, launch
+    from flowmapsr.serve.app import build_app, close_app, launch, web_ceiling
 
     pipe = load_pipeline_or_none("serve", args.model, args.device, args.precision)
     if pipe is None:
         return 2
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"flowmapsr serve: note: listening on {args.host}, reachable from other machines")
-    app = build_app(pipe, max_pixels=args.max_pixels, queue_size=args.queue_size)
+    ceiling = web_ceiling(args.max_megapixels, args.max_seconds)
+    app = build_app(pipe, max_pixels=args.max_pixels, queue_size=args.queue_size, ceiling=ceiling)
     try:
         # SIGTERM (systemd, docker stop, a CI timeout) stops the server like Ctrl-C: its default
         # action would end the process on the spot, leaving the result folder (users' images)

@@ -10,7 +10,21 @@ folder is created and checked writable before the model loads; temp files an ear
 left there (our ``.NAME.XXXXXXXX.tmp`` pattern, unlocked) are removed, and said; when every output
 already exists nothing is loaded. SIGTERM stops like SIGINT: the current file's temp is dropped,
 the summary printed, exit code 128 + the signal. Without a terminal (a log, CI) progress is one
-line per image.
+line per image, with its work estimate.
+
+Bit depth (:mod:`flowmapsr.imageio`): 8-bit input gives 8-bit output; 16-bit input stays 16-bit
+in PNG and TIFF; float32 input (TIFF, nominal [0, 1], values outside clipped with a note) stays
+float32 with ``--format tif`` and becomes 16-bit PNG. A format that holds fewer bits than the
+input (PNG for float, JPEG/WebP for 16-bit or float) gets a note naming the file.
+
+Bounded cost (:mod:`flowmapsr.inference.cost`): before each image, its output megapixels (from
+the file header, nothing decoded) and its estimated seconds = output megapixels × the cost in
+seconds per output megapixel *measured in this run on this machine* (timed tiles; the first
+large image is extrapolated from its own first tiles) are checked against ``--max-megapixels``
+and ``--max-seconds``; an image over either is refused in one line naming the file, the
+estimate and the option that lifts it, and the batch goes on (exit code 1). A measured figure
+rather than one stored with the model, because the cost depends on this machine's free cores,
+the precision, tile size and steps.
 """
 
 from __future__ import annotations
@@ -32,6 +46,10 @@ MIN_TILE = 16  # LR pixels: ≥ every backbone's tile alignment (4); smaller til
 MAX_TILE = 65536
 MAX_SCALE = 16  # a 1 MP input at x16 is already a 256 MP output
 MAX_STEPS = 1000
+# flowmapsr.inference.cost.DEFAULT_MAX_MEGAPIXELS / DEFAULT_MAX_SECONDS (import-free --help);
+# tests/cli/test_upscale.py checks that they agree.
+DEFAULT_MAX_MEGAPIXELS = 500
+DEFAULT_MAX_SECONDS = 1800
 
 
 # The modes of flowmapsr.inference.pipeline.MODES, spelled out so that --help stays import-free.
@@ -108,7 +126,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "without it such a file is refused, never silently cut to one frame",
     )
     p.add_argument(
-        "--format", choices=["png", "jpg", "webp"], default="png", help="output format (png)"
+        "--format",
+        choices=["png", "tif", "jpg", "webp"],
+        default="png",
+        help="output format (default png). Bit depth is kept where the format can hold it: "
+        "8-bit stays 8-bit, 16-bit stays 16-bit in png/tif, float32 (TIFF) stays float32 in "
+        "tif and becomes 16-bit in png; jpg/webp are 8-bit (a note says when bits are lost)",
     )
     p.add_argument(
         "--quality",
@@ -123,6 +146,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=None,
         help="refuse inputs with more pixels than this (decompression-bomb guard; "
         "default 50,000,000)",
+    )
+    p.add_argument(
+        "--max-megapixels",
+        type=bounded(float, 0.01, 1e6, zero="no limit"),
+        default=DEFAULT_MAX_MEGAPIXELS,
+        help="refuse images whose output has more megapixels than this (default "
+        f"{DEFAULT_MAX_MEGAPIXELS}: a 30 MP photo at x4 fits; 0 = no limit)",
+    )
+    p.add_argument(
+        "--max-seconds",
+        type=bounded(float, 0.1, 1e9, zero="no limit"),
+        default=DEFAULT_MAX_SECONDS,
+        help="refuse images estimated to take longer than this, from the cost per output "
+        f"megapixel measured in this run (default {DEFAULT_MAX_SECONDS}; 0 = no limit)",
     )
     return p
 
@@ -287,6 +324,24 @@ def prepare_out_dir(out_dir: Path) -> str | None:
     return None
 
 
+def _bits_kept(bits: int, fmt: str) -> int:
+    """Bits per sample ``fmt`` stores for an input of ``bits`` (8, 16, 32 = float32); see
+    :func:`flowmapsr.imageio.write_image`."""
+    most = {"tif": 32, "png": 16}.get(fmt, 8)
+    return min(bits, most)
+
+
+def _depth(bits: int) -> str:
+    return "float32" if bits == 32 else f"{bits}-bit"
+
+
+def _seconds(x: float | None) -> str:
+    """An estimate for the log: ``12 s``, ``0.4 s``, or ``unmeasured``."""
+    if x is None:
+        return "unmeasured"  # no usable tile timed yet (see flowmapsr.inference.cost)
+    return f"{x:.0f} s" if x >= 10 else f"{x:.1f} s"
+
+
 def _reason(err: BaseException) -> str:
     """One line for ``err``, without the temp-file name an OSError from an atomic write carries."""
     if isinstance(err, OSError) and err.strerror and err.filename:
@@ -312,10 +367,15 @@ def run(args: argparse.Namespace) -> int:
         FORMATS,
         IMAGE_SUFFIXES,
         ImageReadError,
+        probe_size,
         read_image,
         write_image,
     )
+    from flowmapsr.inference import cost
     from flowmapsr.inference.api import bf16_fast_on_cpu, upscale_picture
+
+    ceiling = cost.Ceiling(args.max_megapixels or None, args.max_seconds or None)
+    meter = cost.CostMeter()
 
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
     out_dir = Path(args.output)
@@ -345,7 +405,7 @@ def run(args: argparse.Namespace) -> int:
             skipped += 1
         else:
             todo.append((src, dst))
-    pipe, stopped, failed_before = None, None, failed
+    pipe, stopped, failed_before, over_ceiling = None, None, failed, 0
     seconds, megapixels = 0.0, 0.0
     tile = args.tile or None
     start = time.perf_counter()
@@ -381,11 +441,32 @@ def run(args: argparse.Namespace) -> int:
                     continue
                 t0 = time.perf_counter()
                 try:
+                    try:  # the header's size: refuse before decoding a pixel
+                        h, w = probe_size(src, oriented=True)
+                    except ImageReadError:
+                        h = w = None  # read_image says what is wrong, in its own words
+                    if h is not None and h * w <= max_pixels:  # else the pixel guard's message
+                        work = cost.plan_work(h, w, args.scale, pipe.config.scales, knobs["steps"])
+                        why = meter.refusal(str(src), work, ceiling)
+                        if why:
+                            raise cost.CostRefused(why)
                     pic = read_image(src, max_pixels=max_pixels, first_frame=args.first_frame)
+                    h, w = pic.size
+                    work = cost.plan_work(h, w, args.scale, pipe.config.scales, knobs["steps"])
+                    why = meter.refusal(str(src), work, ceiling)  # a header can lie
+                    if why:
+                        raise cost.CostRefused(why)
                     for line in pic.notes:  # e.g. float values outside [0, 1] clipped
                         _note(line)
                     if pic.frames > 1:  # only with --first-frame; said, never silent
                         _note(f"{src}: {pic.frames} frames; frame 0 only (--first-frame)")
+                    kept = _bits_kept(pic.bits, args.format)
+                    if kept < pic.bits:  # said, never silent
+                        _note(
+                            f"{src}: {_depth(pic.bits)} input written as {_depth(kept)} "
+                            f"{args.format.upper()}"
+                            + (" (--format tif keeps float32)" if pic.bits == 32 else "")
+                        )
                     tiles = tqdm(
                         desc="tiles",
                         unit="tile",
@@ -398,6 +479,9 @@ def run(args: argparse.Namespace) -> int:
                         tiles.total = total
                         tiles.update(n - tiles.n)
 
+                    watch = meter.watch(str(src), work, ceiling, on_tile)
+                    if watch.estimate is not None:
+                        bar.set_postfix_str(f"{src.name}: estimated {_seconds(watch.estimate)}")
                     try:
                         res = upscale_picture(
                             pipe,
@@ -410,13 +494,17 @@ def run(args: argparse.Namespace) -> int:
                             tile=tile,
                             overlap=args.overlap if tile else None,
                             color_fix=args.color_fix,
-                            on_tile=on_tile,
+                            on_tile=watch,
                             mode=args.mode,
                         )
                     finally:
                         tiles.close()
                     del pic
                     write_image(dst, res, fmt=args.format, quality=args.quality, consume=True)
+                except cost.CostRefused as err:
+                    _err(str(err))
+                    failed, over_ceiling = failed + 1, over_ceiling + 1
+                    continue
                 except ImageReadError as err:
                     _err(str(err))
                     failed += 1
@@ -439,7 +527,7 @@ def run(args: argparse.Namespace) -> int:
                 if not interactive:
                     print(
                         f"flowmapsr upscale: [{current}/{len(todo)}] {src} -> {dst} "
-                        f"({w}×{h}, {took:.1f} s)",
+                        f"({w}×{h}, estimated {_seconds(watch.estimate)}, took {took:.1f} s)",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -451,6 +539,8 @@ def run(args: argparse.Namespace) -> int:
     rate = f"{seconds / megapixels:.3f} s per output megapixel" if megapixels else "no output"
     where = f"device {pipe.device}, {pipe.precision}" if pipe is not None else "model not loaded"
     also = f", {renamed} renamed (same output name)" if renamed else ""
+    if over_ceiling:
+        also += f", {over_ceiling} over the cost ceiling (--max-megapixels, --max-seconds)"
     if stopped is not None:
         left = len(todo) - done - (failed - failed_before)
         also += f", interrupted by {signal.Signals(stopped).name} ({left} not written)"

@@ -9,7 +9,10 @@ compares a bicubic enlargement ("before") with the result ("after") at the same 
 
 Bounds: the knobs are checked in the handler with the CLI's parse-time bounds
 (:func:`flowmapsr.cli.common.bounded`: scale 1–16, steps 1–1000, tile 0 or 16–65536), so a
-request that skips the widgets gets the same refusal; the queue is bounded (``queue_size``
+request that skips the widgets gets the same refusal; the cost of each request is bounded by
+the CLI's ceiling (:mod:`flowmapsr.inference.cost`: output megapixels, and seconds estimated from
+the cost measured in this server process, ``flowmapsr serve --max-megapixels/--max-seconds``),
+checked from the upload's header before it is decoded; the queue is bounded (``queue_size``
 waiting requests, one running at a time) and uploads are capped at ``max_upload_mb``; the server
 binds to ``127.0.0.1`` unless told otherwise (``flowmapsr.cli.serve``). Results live in one temp
 folder per handler, of which only the last ``keep_results`` requests' files are kept (Gradio
@@ -37,6 +40,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from
 DEFAULT_MAX_UPLOAD_MB = 20
 DEFAULT_QUEUE_SIZE = 8
 DEFAULT_MAX_PIXELS = 4_000_000  # input pixels per request (a web page should answer in minutes)
+# Estimated seconds per request: a page should answer in minutes, not the CLI's half hour.
+DEFAULT_MAX_SECONDS = 300.0
 DEFAULT_KEEP_RESULTS = 16  # result folders kept on disk (Gradio serves its own copy of each)
 GRADIO_CACHE_SWEEP = (600, 3600)  # every 10 min, delete Gradio's cached files older than 1 h
 
@@ -119,25 +124,51 @@ def _bicubic(pic, size):
     return Picture(_resize(pic.color, size), alpha, pic.icc)
 
 
+def web_ceiling(max_megapixels: float | None = None, max_seconds: float | None = None):
+    """The page's :class:`~flowmapsr.inference.cost.Ceiling` (None: the defaults; 0: no limit),
+    its messages naming the server's options."""
+    from flowmapsr.inference.cost import DEFAULT_MAX_MEGAPIXELS, Ceiling
+
+    mp = DEFAULT_MAX_MEGAPIXELS if max_megapixels is None else max_megapixels
+    seconds = DEFAULT_MAX_SECONDS if max_seconds is None else max_seconds
+    return Ceiling(
+        mp or None,
+        seconds or None,
+        megapixels_flag="flowmapsr serve --max-megapixels",
+        seconds_flag="flowmapsr serve --max-seconds",
+    )
+
+
 def make_handler(
     pipe,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     out_root: str | None = None,
     keep_results: int = DEFAULT_KEEP_RESULTS,
+    ceiling=None,
+    meter=None,
 ):
     """The button's callback: ``(path, knobs…) → ((before, after), download path, info)``.
 
-    A user error (no upload, not an image, too large, a knob out of bounds) raises a
-    ``gr.Error`` with a one-line message naming the upload by its own name and logs that line,
-    without a traceback. The callback's :class:`ResultFolders` is its ``results`` attribute.
+    A user error (no upload, not an image, too large, over the cost ``ceiling`` (default
+    :func:`web_ceiling`), a knob out of bounds) raises a ``gr.Error`` with a one-line message
+    naming the upload by its own name and logs that line, without a traceback. ``meter``: the
+    :class:`~flowmapsr.inference.cost.CostMeter` (default: a new one, measuring this process's
+    requests). The callback's :class:`ResultFolders` is its ``results`` attribute, its meter
+    its ``meter``.
     """
     from flowmapsr.imageio import (
         ImageReadError,
         picture_to_pil,
+        probe_size,
         read_image,
         write_image,
     )
+    from flowmapsr.inference import cost
     from flowmapsr.inference.api import upscale_picture
+    from flowmapsr.inference.pipeline import mode_knobs
+
+    ceiling = web_ceiling() if ceiling is None else ceiling
+    meter = cost.CostMeter() if meter is None else meter
 
     lock = threading.Lock()  # one model, one request at a time (the queue holds the rest)
     results = ResultFolders(keep_results, out_root)
@@ -167,37 +198,62 @@ def make_handler(
             allowed = f"{', '.join(COLOR_FIXES[:-1])} or {COLOR_FIXES[-1]}"
             raise refuse(f"colour fix: must be {allowed}, got '{color_fix}'")
         name = Path(path).name
+        steps = mode_knobs(pipe.config, None, k["steps"])["steps"]
+
+        def refuse_cost(h: int, w: int) -> cost.Work:
+            work = cost.plan_work(h, w, k["scale"], pipe.config.scales, steps)
+            why = meter.refusal(name, work, ceiling)
+            if why:
+                raise refuse(why)
+            return work
+
+        try:
+            h, w = probe_size(path, oriented=True)
+        except ImageReadError:
+            h = w = None  # read_image says what is wrong, in its own words
+        if h is not None and h * w <= max_pixels:  # else the pixel guard's message
+            refuse_cost(h, w)  # from the header, before a pixel is decoded
         try:
             pic = read_image(path, max_pixels=max_pixels)
         except ImageReadError as err:
             # The message names the server-side upload path; the user knows the file by name.
             raise refuse(str(err).replace(str(path), name)) from None
+        work = refuse_cost(*pic.size)
         tile = k["tile"] or None
         overlap = min(k["overlap"], tile // 2) if tile else None
         t0 = time.perf_counter()
         with lock:
-            res = upscale_picture(
-                pipe,
-                pic,
-                scale=k["scale"],
-                steps=k["steps"],
-                guidance=k["guidance"],
-                lora_scale=k["lora_scale"],
-                seed=k["seed"],
-                tile=tile,
-                overlap=overlap,
-                color_fix=str(color_fix),
-            )
+            watch = meter.watch(name, work, ceiling)
+            try:
+                res = upscale_picture(
+                    pipe,
+                    pic,
+                    scale=k["scale"],
+                    steps=k["steps"],
+                    guidance=k["guidance"],
+                    lora_scale=k["lora_scale"],
+                    seed=k["seed"],
+                    tile=tile,
+                    overlap=overlap,
+                    color_fix=str(color_fix),
+                    on_tile=watch,
+                )
+            except cost.CostRefused as err:  # extrapolated from its first tiles (unmeasured yet)
+                raise refuse(str(err)) from None
         seconds = time.perf_counter() - t0
         out_path = write_image(results.new() / f"{Path(path).stem}_x{k['scale']:g}.png", res)
         before = picture_to_pil(_bicubic(pic, res.size), eight_bit=True)
         after = picture_to_pil(res, eight_bit=True)
         (h, w), (oh, ow) = pic.size, res.size
-        info = f"{w}×{h} → {ow}×{oh} in {seconds:.1f} s ({k['steps']} step(s), x{k['scale']:g})"
+        est = "" if watch.estimate is None else f", estimated {watch.estimate:.1f} s"
+        info = (
+            f"{w}×{h} → {ow}×{oh} in {seconds:.1f} s{est} ({k['steps']} step(s), x{k['scale']:g})"
+        )
         log.info("%s: %s", name, info)
         return (before, after), str(out_path), info
 
     handler.results = results
+    handler.meter = meter
     return handler
 
 
@@ -233,15 +289,17 @@ def build_app(
     pipe,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     queue_size: int = DEFAULT_QUEUE_SIZE,
+    ceiling=None,
 ):
-    """The Gradio Blocks app around a loaded :class:`~flowmapsr.inference.pipeline.SRPipeline`."""
+    """The Gradio Blocks app around a loaded :class:`~flowmapsr.inference.pipeline.SRPipeline`;
+    ``ceiling``: the cost ceiling per request (default :func:`web_ceiling`)."""
     import gradio as gr
 
     from flowmapsr.cli.upscale import MAX_STEPS, MAX_TILE
     from flowmapsr.inference.pipeline import DEFAULT_MODE, mode_knobs
 
     cfg = pipe.config
-    handler = make_handler(pipe, max_pixels)
+    handler = make_handler(pipe, max_pixels, ceiling=ceiling)
     with gr.Blocks(
         title="flowmapsr", analytics_enabled=False, delete_cache=GRADIO_CACHE_SWEEP
     ) as app:
