@@ -217,3 +217,29 @@ def test_jvp_through_channels_last_input(gen):
     xc = x.to(memory_format=torch.channels_last)
     u, du = torch.func.jvp(lambda x: net(x, t, t, cond), (xc,), (torch.ones_like(xc),))
     assert torch.isfinite(du).all() and u.shape == x.shape
+
+
+@pytest.mark.parametrize("variant", ["sdxl", "sd21"])
+def test_lora_targets_hit_attention_feed_forward_and_resnets_and_start_at_the_backbone(
+    variant, gen
+):
+    from flowmapsr.nets.lora import LoRAConfig, attach_lora, has_lora
+    from flowmapsr.nets.unet_adapter import lora_target_regex
+
+    net = build(UNetAdapterConfig(variant=variant))
+    x, t, cond = _inputs(variant, gen)
+    with torch.no_grad():
+        before = net(x, t, t * 0.5, cond)
+    also = r"^(backbone\.conv_in|extra)\."
+    attach_lora(net, LoRAConfig(rank=2, targets=lora_target_regex(variant), also_train=also))
+    assert has_lora(net)
+    adapted = {n.rsplit(".lora_A", 1)[0] for n, _ in net.named_parameters() if ".lora_A" in n}
+    kinds = {"attn1.to_q", "attn2.to_k", "ff.net.2", "proj_in", "resnets.0.conv1"}
+    assert all(any(k in name for name in adapted) for k in kinds), sorted(adapted)[:8]
+    assert not any("prompts" in name for name in adapted)
+    trainable = {n for n, p in net.named_parameters() if p.requires_grad}
+    assert any(n.startswith("backbone.conv_in.") for n in trainable)
+    assert any(n.startswith("extra.") for n in trainable)
+    assert all("lora_" in n or n.startswith(("backbone.conv_in.", "extra.")) for n in trainable)
+    with torch.no_grad():  # lora_B starts at zero: the adapted net is the backbone
+        torch.testing.assert_close(net(x, t, t * 0.5, cond), before)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from flowmapsr.config import ConfigError
+from flowmapsr.flowmap import Condition
 from flowmapsr.inference.pipeline import SRPipeline
 from flowmapsr.training.checkpoint import latest_checkpoint, read_tensors
 from flowmapsr.training.presets import resolve_config
@@ -109,3 +110,29 @@ def test_a_latent_codec_stage_trains_resumes_exactly_and_exports_its_codec(tmp_p
 def test_the_adversarial_stage_refuses_a_latent_codec(tmp_path, tiny):
     with pytest.raises(ConfigError, match="adversarial.enabled must be false with a latent"):
         resolve_config("flowmapsr-stage4-adversarial", tiny(tmp_path, "codec.type=vae"))
+
+
+def test_a_lora_stage_trains_adapters_only_and_the_next_stage_starts_merged(tmp_path, tiny):
+    lora = ("lora.rank=2", r"lora.targets='.*blocks\.\d+\.conv[12]'", "lora.also_train='emb_gap'")
+    s1 = tmp_path / "s1"
+    cfg = resolve_config("flowsr-stage1-srflow", tiny(s1, "max_steps=2", *CHEAP_D, *lora))
+    t = Trainer(cfg)
+    trainable = {n for n, p in t.net.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or "emb_gap" in n for n in trainable)
+    assert any("emb_gap" in n for n in trainable)
+    export = t.fit()
+    pipe = SRPipeline.from_pretrained(export)
+    assert (export / "lora.safetensors").is_file() and pipe.config.lora.rank == 2
+    s2 = Trainer(
+        resolve_config(
+            "flowsr-stage2-consistency", tiny(tmp_path / "s2", "max_steps=1", *CHEAP_D,
+                                              f"init_from={export}")
+        )
+    )  # fmt: skip
+    assert "LoRA merged at scale 1" in s2.init_note
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    one, c = torch.ones(1), Condition(source=x)
+    with torch.no_grad():
+        torch.testing.assert_close(s2.frozen(x, one, one, c), pipe.inference_net()(x, one, one, c))
+    with pytest.raises(ConfigError, match="lora must be unset in the adversarial stage"):
+        resolve_config("flowmapsr-stage4-adversarial", tiny(tmp_path / "x", *lora))

@@ -92,3 +92,19 @@ def test_flowsr_recipes_run_from_the_cli_and_their_exports_upscale(tmp_path, rec
     assert pipe.config.solver == "consistency"
     y = pipe.upscale_tensor(torch.rand(1, 3, 16, 16), scale=4)
     assert y.shape == (1, 3, 64, 64) and torch.isfinite(y).all()
+
+
+def test_the_real_size_flowsr_recipe_resolves_and_names_its_missing_weights(tmp_path):
+    """sd21-flowsr needs SD 2.1 weights that are not on our machines: its stages resolve (LoRA
+    on the lora_target_regex of the adapter, the VAE codec, 77-token prompts), and building the
+    network fails in one line naming the folder."""
+    from flowmapsr.nets import build_net
+    from flowmapsr.nets.unet_adapter import lora_target_regex
+
+    s1, s2 = stage_configs("sd21-flowsr", tmp_path)
+    assert s1.net.type == "unet" and s1.net.variant == "sd21" and s1.codec.type == "vae"
+    assert s1.lora.targets == lora_target_regex("sd21") and s2.objective.name == "consistency"
+    assert s2.init_from == str(tmp_path / "flowsr-stage1" / "export")
+    with pytest.raises(FileNotFoundError, match="models/sd21-base") as err:
+        build_net(s1.net)
+    assert "\n" not in str(err.value)

@@ -7,6 +7,7 @@ Reference: Hu et al. 2022 (LoRA, arXiv 2106.09685); FlowMapSR §4.3 (LoRA advers
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import torch
@@ -23,6 +24,10 @@ class LoRAConfig:
     targets: str = r".*blocks\.\d+\.conv[12]"
     dropout: float = 0.0
     extra: dict = field(default_factory=dict)
+    # Regex (re.search over parameter names) of base weights trained beside the adapters: the
+    # zero-initialised inputs a LoRA cannot reach (an adapter's widened first layer for the
+    # source latent, its t − r / ω embeddings). "" = adapters only.
+    also_train: str = ""
 
 
 def attach_lora(net: nn.Module, config: LoRAConfig) -> nn.Module:
@@ -37,8 +42,9 @@ def attach_lora(net: nn.Module, config: LoRAConfig) -> nn.Module:
         **config.extra,
     )
     net = inject_adapter_in_model(peft_cfg, net, adapter_name=ADAPTER)
+    also = re.compile(config.also_train) if config.also_train else None
     for name, p in net.named_parameters():
-        p.requires_grad_("lora_" in name)
+        p.requires_grad_("lora_" in name or (also is not None and bool(also.search(name))))
     return net
 
 

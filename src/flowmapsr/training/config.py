@@ -126,6 +126,9 @@ class TrainConfig:
     # Where the flow runs (flowmapsr.codecs): identity = pixels, vae / tiny_vae = latents. The
     # trainer encodes targets and sources without gradients; image-space losses decode.
     codec: CodecConfig = field(default_factory=lambda: codec_config({}))
+    # LoRA adapters (peft) trained instead of the full network in a non-adversarial stage
+    # (large backbones); None = full fine-tuning. The adversarial stage uses adversarial.lora.
+    lora: LoRAConfig | None = None
     objective: ObjectiveConfig = field(default_factory=lambda: ObjectiveConfig(name="fm"))
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -179,6 +182,8 @@ def check_config(config: TrainConfig) -> TrainConfig:
     latent = config.codec.type != "identity"
     need("adversarial.enabled", not (config.adversarial.enabled and latent),
          "false with a latent codec (the discriminator stage runs on pixels only)")  # fmt: skip
+    need("lora", not (config.lora is not None and config.adversarial.enabled),
+         "unset in the adversarial stage (it trains adversarial.lora)")  # fmt: skip
     samplers = ", ".join(sorted(PAIR_SAMPLERS))
     need("objective.pairs.sampler", config.objective.pairs.sampler in PAIR_SAMPLERS,
          f"a registered pair sampler ({samplers})")  # fmt: skip

@@ -30,7 +30,7 @@ def pipeline_config(config: TrainConfig, info: dict) -> PipelineConfig:
     return PipelineConfig(
         net=to_dict(config.net),
         codec=to_dict(config.codec),
-        lora=config.adversarial.lora if config.adversarial.enabled else None,
+        lora=config.adversarial.lora if config.adversarial.enabled else config.lora,
         lora_scale=config.export.lora_scale,
         scales=list(config.data.scales),
         steps=config.export.steps,
@@ -63,8 +63,9 @@ def export_checkpoint(path: str | Path, out: str | Path, weights: str = "ema") -
     config = from_dict(TrainConfig, ckpt.read_json(folder, "config.json"))
     step = int(ckpt.read_json(folder, "state.json")["step"])
     net = build_net(config.net)
-    if config.adversarial.enabled:
-        attach_lora(net, config.adversarial.lora)
+    lora = config.adversarial.lora if config.adversarial.enabled else config.lora
+    if lora is not None:
+        attach_lora(net, lora)
     tensors = ckpt.read_tensors(folder, weights)
     if weights == "ema":  # the EMA module holds the network as ``shadow`` plus a counter
         tensors = {k[7:]: v for k, v in tensors.items() if k.startswith("shadow.")}

@@ -34,7 +34,7 @@ from flowmapsr.inference.pipeline import SRPipeline
 from flowmapsr.inference.solvers import SOLVERS, time_grid
 from flowmapsr.nets import build_net, describe_net, net_config
 from flowmapsr.nets.discriminator import Discriminator
-from flowmapsr.nets.lora import attach_lora, has_lora
+from flowmapsr.nets.lora import attach_lora, has_lora, merged_copy
 from flowmapsr.objectives import FlowBatch, build_objective
 from flowmapsr.objectives.adversarial import discriminator_step_loss, generator_step_loss
 from flowmapsr.objectives.perceptual import build_perceptual
@@ -150,13 +150,20 @@ def build_network(config: TrainConfig) -> tuple[nn.Module, TrainConfig, str]:
         return build_net(config.net), config, "fresh"
     folder = Path(config.init_from).expanduser()
     pipe = SRPipeline.from_pretrained(folder)
-    if has_lora(pipe.net):
-        raise ValueError(
-            f"init_from={folder}: the export carries LoRA adapters; start a stage "
-            "from an export without them"
-        )
     net_cfg = net_config(pipe.config.net, f"{folder}: net")
-    return pipe.net.train(), replace(config, net=net_cfg), f"init_from {folder}"
+    note = f"init_from {folder}"
+    net = pipe.net
+    if has_lora(net):
+        # A LoRA stage's export (e.g. FlowSR stage 1 on a large backbone) starts the next stage
+        # as the network it computes: adapters folded in at the export's scale.
+        net = merged_copy(net).requires_grad_(True)
+        note += f" (LoRA merged at scale {pipe.config.lora_scale:g})"
+    return net.train(), replace(config, net=net_cfg), note
+
+
+def stage_lora(config: TrainConfig):
+    """The LoRA config this stage trains (the adversarial stage's, or ``lora``), or None."""
+    return config.adversarial.lora if config.adversarial.enabled else config.lora
 
 
 def codec_is_state(config: TrainConfig, codec: nn.Module) -> bool:
@@ -226,8 +233,9 @@ class Trainer:
         if self.objective.needs_frozen_teacher:
             self.frozen, self.teacher_note = build_frozen_teacher(config, net)
             self.frozen.to(dev)
-        if adv.enabled:
-            attach_lora(net, adv.lora)
+        lora = stage_lora(config)
+        if lora is not None:
+            attach_lora(net, lora)
         net.to(dev)
         self.net = net
         self.ema = EMA(net, decay=config.optim.ema_decay)
@@ -360,7 +368,7 @@ class Trainer:
 
     #: Config sections that decide the shapes of the saved tensors: a change in any of them makes
     #: the checkpoint unloadable (other keys, e.g. the lr, may change across a resume).
-    SHAPE_KEYS = ("net", "adversarial.enabled", "adversarial.disc", "adversarial.lora")
+    SHAPE_KEYS = ("net", "lora", "adversarial.enabled", "adversarial.disc", "adversarial.lora")
 
     def check_resumable(self, folder: Path) -> None:
         """``ValueError`` (one line) when ``folder``'s run had another network shape than this one.
