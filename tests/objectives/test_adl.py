@@ -27,6 +27,9 @@ def test_identical_tokens_give_one_and_diverse_tokens_less(gen):
     v = torch.randn(8, generator=gen)
     opposite = torch.stack([v, -v] * 5)[None]
     assert torch.isfinite(token_similarity(opposite)).all()
+    # Not bounded below by 0: one large token along v, three small ones against it.
+    skew = torch.stack([10 * v, -v, -v, -v])[None]
+    torch.testing.assert_close(token_similarity(skew), torch.tensor([-0.5]))
     # Eq. 23 written out for one sample, one layer.
     mean = diverse[0].mean(0)
     want = torch.stack([F.cosine_similarity(tok, mean, dim=0) for tok in diverse[0]]).mean()

@@ -6,7 +6,9 @@ For a layer ``l`` with output tokens ``A_1 … A_N`` (``C`` features each) and t
     ADL^(l) = (1/N)·Σ_i cos(A_i, Ā),        ADL = (1/L)·Σ_l ADL^(l)          (Eq. 23)
 
 1 when every token is the same vector (FluxSR's periodic artifacts: tokens sharing components),
-lower as they spread; minimising it pushes the tokens apart. Computed per sample ``(B,)`` in at
+lower as they spread; minimising it pushes the tokens apart. It is not bounded below by 0: only
+``Σ_i ‖A_i‖·cos(A_i, Ā) = N·‖Ā‖ ≥ 0`` holds, so small-norm tokens pointing away from the mean
+make it negative (keep its weight μ small; see :mod:`.ftd`). Computed per sample ``(B,)`` in at
 least float32, then averaged over the batch by the objective.
 
 The features are read with forward hooks, so any network works whose layers can be named:

@@ -94,7 +94,7 @@ class FTDConfig:
 
     t_low: float = 0.5
     rec: float = 1.0
-    adl: float = 0.1
+    adl: float = 0.01
     adl_layers: str = "auto"
     distance: DistanceConfig = field(default_factory=_tv_lpips_distance)
 
