@@ -118,3 +118,29 @@ def test_a_pattern_matching_nothing_is_a_one_line_error(gen):
     with pytest.raises(ValueError, match="no layer of the network"):
         with capture_tokens(net, r"nothing\.here"):
             pass
+
+
+@pytest.mark.parametrize("variant", ["sd21", "sdxl"])
+def test_tiny_unet_adapter_hooks_record_its_transformer_blocks(gen, variant):
+    pytest.importorskip("diffusers")
+    from flowmapsr.nets.diffusers_common import PromptEmbeds
+
+    torch.manual_seed(0)
+    net = build_net({"type": "unet", "variant": variant})
+    n = 2
+    x = torch.randn(n, 4, 16, 16, generator=gen)
+    pooled = torch.randn(n, 32, generator=gen) if variant == "sdxl" else None
+    prompt = PromptEmbeds(tokens=torch.randn(n, 7, 32, generator=gen), pooled=pooled)
+    cond = Condition(prompt=prompt, source=torch.randn(n, 4, 16, 16, generator=gen))
+    blocks = [k for k, _ in net.named_modules() if k.endswith("transformer_blocks.0")]
+    t = torch.tensor([0.9, 0.4])
+    with capture_tokens(net, "unet") as tokens:
+        net(x, t, t, cond)
+    assert blocks and len(tokens) == len(blocks)
+    assert all(tok.ndim == 3 and tok.shape[0] == n for tok in tokens)
+    adl_loss(tokens).mean().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+    # and "auto" finds the same layers
+    with capture_tokens(net, "auto") as auto:
+        net(x, t, t, cond)
+    assert len(auto) == len(tokens)

@@ -18,6 +18,8 @@ The features are read with forward hooks, so any network works whose layers can 
   diffusers 0.42 both block types return the tuple ``(encoder_hidden_states,
   hidden_states)``; ADL reads the image tokens ``hidden_states`` ``(B, N, C)`` (the last
   element), not the text tokens.
+- the UNet adapter (:mod:`flowmapsr.nets.unet_adapter`, SD 2.1 / SDXL): the outputs
+  ``(B, h·w, C)`` of the ``BasicTransformerBlock`` s inside its attention stages.
 - the small conv net (:mod:`flowmapsr.nets.small`): the outputs ``(B, C, H, W)`` of its
   residual blocks ``blocks.<i>``, taken as ``H·W`` tokens of ``C`` features — each spatial
   position of the (pixel-unshuffled) feature map is a token, so ADL there measures how alike
@@ -44,6 +46,8 @@ from torch import nn
 ADL_LAYERS = {
     "small": r"(?:.*\.)?blocks\.\d+",
     "flux": r"(?:.*\.)?backbone\.(?:single_)?transformer_blocks\.\d+",
+    "unet": r"(?:.*\.)?backbone\.(?:down_blocks\.\d+|mid_block|up_blocks\.\d+)"
+    r"\.attentions\.\d+\.transformer_blocks\.\d+",
 }
 AUTO = "(?:" + "|".join(ADL_LAYERS.values()) + ")"
 
