@@ -39,7 +39,9 @@ class FlowBatch:
     hr: ``(B, …)`` targets at t = 0.   src: ``(B, …)`` sources at t = 1.
     hr_neg: ``(B, …)`` low-quality targets for the negative prompt (guidance), or None.
     cond: the condition (the source image for concat backbones, prompts, ω), or None.
-    noise: ``(B, …)`` bridge noise ε, or None (drawn from the generator when needed).
+    noise: ``(B, …)`` bridge noise ε, or None (drawn from the generator when needed); for
+        ``ftd`` the teacher pair's noise (required), with ``hr`` its image z_0 and ``src`` the
+        LR latent z_L at ``T_L``.
     hr_image: ``(B, 3, H, W)`` the HR pixels when ``hr`` is a codec's latents (image-space
         losses compare with it); None: ``hr`` is the image.
     """
