@@ -235,6 +235,12 @@ def test_bf16_network_gives_fp32_losses(gen):
 def test_every_registered_objective_is_zero_on_a_straight_flow_and_positive_off_it(name):
     """On a deterministic coupling with straight, non-crossing lines every objective's target is
     exact (velocity = src − hr, every flow map a straight jump), whatever its construction."""
+    if name == "ftd":
+        pytest.skip(
+            "ftd is not a flow on the (hr, src) line: its LR end sits at T_L and its points run "
+            "to the teacher pair's noise ε, so the straight flow is not its fixed point; its own "
+            "oracle (v = (z_L − z_0)/T_L) is tested in tests/objectives/test_ftd.py"
+        )
     oracle = StraightGaussianFlow(dim=4, seed=2)
     g = torch.Generator().manual_seed(0)
     hr, src = oracle.pairs(256, g)

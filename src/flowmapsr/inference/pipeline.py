@@ -68,6 +68,9 @@ class PipelineConfig:
     # Positive/negative prompt CFG with two evaluations per step (FlowSR's; 1 = off, 1 NFE).
     cfg_scale: float = 1.0
     source_noise: float = 0.0  # σ of Gaussian noise added to the upsampled LR at t = 1
+    # The source's time on the model's path: 1 (the LR end, FlowMapSR / FlowSR) or FluxSR's T_L,
+    # where the LR latent sits between the image (0) and noise (1); the grid runs from it to 0.
+    source_time: float = 1.0
     # HR pixels of reflect padding around the image at inference (tiling.py). 8 rather than more:
     # on RealSR (30 images) and Set14 the 1-NFE PSNR-Y is the same within 0.005 dB for 0, 8, 16
     # and 32, while 32 costs 27 % more time on a 512² output.
@@ -206,6 +209,11 @@ class SRPipeline:
             raise ValueError(f"{cfg_path}: cpu_precision must be fp32 or bf16")
         if config.solver not in SOLVERS:
             raise ValueError(f"{cfg_path}: solver must be one of {', '.join(SOLVERS)}")
+        if not 0.0 < config.source_time <= 1.0:
+            raise ValueError(f"{cfg_path}: source_time must lie in (0, 1]")
+        if config.solver == "consistency" and config.source_time != 1.0:
+            # consistency sampling re-interpolates with the source on the 1 → 0 line
+            raise ValueError(f"{cfg_path}: the consistency solver needs source_time 1")
         try:  # (untagged: the small net); an unknown type or key is named with the file
             net = build_net(config.net)
         except ValueError as err:
@@ -355,7 +363,7 @@ class SRPipeline:
         x = src
         if c.source_noise > 0 and noise is not None:
             x = src + c.source_noise * noise.to(device=dev, dtype=dt)
-        grid = time_grid(steps, c.grid, device=dev, dtype=torch.float32)
+        grid = time_grid(steps, c.grid, device=dev, dtype=torch.float32, start=c.source_time)
         net = self.inference_net()
         g = c.cfg_scale if cfg_scale is None else float(cfg_scale)
         if g != 1.0:

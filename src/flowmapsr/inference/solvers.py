@@ -21,22 +21,27 @@ from flowmapsr.flowmap import Condition
 from flowmapsr.paths.bridge import broadcast_time
 
 
-def time_grid(steps: int, kind: str = "uniform", device=None, dtype=torch.float32) -> torch.Tensor:
-    """``(steps + 1,)`` decreasing times from 1 to 0.
+def time_grid(
+    steps: int, kind: str = "uniform", device=None, dtype=torch.float32, start: float = 1.0
+) -> torch.Tensor:
+    """``(steps + 1,)`` decreasing times from ``start`` (the source's time, 1 by default) to 0.
 
     kind: ``uniform`` (equal steps) or ``late`` (smaller steps near t = 0, where detail forms;
-    ``t_i = 1 − (i/N)^2`` reversed).
+    ``t_i = start·(1 − i/N)^2``). ``start < 1``: a model whose source sits inside the path, as
+    FluxSR's LR latent at ``T_L`` (one step is then ``x − T_L·u(x, T_L, ·)``, seed 003 Eq. 18).
     """
     if steps < 1:
         raise ValueError(f"steps must be ≥ 1, got {steps}")
+    if not 0.0 < start <= 1.0:
+        raise ValueError(f"the grid's start time must lie in (0, 1], got {start}")
     s = torch.linspace(0.0, 1.0, steps + 1, device=device, dtype=torch.float64)
     if kind == "uniform":
-        grid = 1.0 - s
+        grid = start * (1.0 - s)
     elif kind == "late":
-        grid = (1.0 - s) ** 2
+        grid = start * (1.0 - s) ** 2
     else:
         raise ValueError(f"unknown time grid '{kind}' (uniform, late)")
-    grid[0], grid[-1] = 1.0, 0.0
+    grid[0], grid[-1] = start, 0.0
     return grid.to(dtype)
 
 

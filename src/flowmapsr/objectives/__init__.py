@@ -12,6 +12,7 @@ from flowmapsr.objectives.base import (
 from flowmapsr.objectives.consistency import Consistency
 from flowmapsr.objectives.eulerian import Eulerian
 from flowmapsr.objectives.fm import FlowMatching
+from flowmapsr.objectives.ftd import FTD
 from flowmapsr.objectives.guidance import Guidance, GuidanceConfig
 from flowmapsr.objectives.jvp import ForwardADUnsupported, jvp
 from flowmapsr.objectives.lagrangian import Lagrangian
@@ -20,7 +21,8 @@ from flowmapsr.objectives.srflow import SRFlow
 from flowmapsr.objectives.weighting import LearnedWeighting
 
 OBJECTIVES = {
-    cls.name: cls for cls in (FlowMatching, Lagrangian, Eulerian, Shortcut, SRFlow, Consistency)
+    cls.name: cls
+    for cls in (FlowMatching, Lagrangian, Eulerian, Shortcut, SRFlow, Consistency, FTD)
 }
 
 
@@ -40,6 +42,7 @@ __all__ = [
     "Consistency",
     "SRFlow",
     "Eulerian",
+    "FTD",
     "FlowBatch",
     "FlowMapObjective",
     "FlowMatching",

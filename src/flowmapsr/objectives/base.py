@@ -26,6 +26,7 @@ from torch import nn
 from flowmapsr.flowmap import Condition
 from flowmapsr.objectives.distance import DistanceConfig
 from flowmapsr.objectives.guidance import Guidance, GuidanceConfig
+from flowmapsr.objectives.perceptual import PerceptualConfig
 from flowmapsr.objectives.weighting import LearnedWeighting
 from flowmapsr.paths.bridge import BridgePath
 from flowmapsr.paths.time_sampling import PairSampler, PairSamplerConfig
@@ -38,7 +39,9 @@ class FlowBatch:
     hr: ``(B, …)`` targets at t = 0.   src: ``(B, …)`` sources at t = 1.
     hr_neg: ``(B, …)`` low-quality targets for the negative prompt (guidance), or None.
     cond: the condition (the source image for concat backbones, prompts, ω), or None.
-    noise: ``(B, …)`` bridge noise ε, or None (drawn from the generator when needed).
+    noise: ``(B, …)`` bridge noise ε, or None (drawn from the generator when needed); for
+        ``ftd`` the teacher pair's noise (required), with ``hr`` its image z_0 and ``src`` the
+        LR latent z_L at ``T_L``.
     hr_image: ``(B, 3, H, W)`` the HR pixels when ``hr`` is a codec's latents (image-space
         losses compare with it); None: ``hr`` is the image.
     """
@@ -74,9 +77,33 @@ class ConsistencyWeights:
     teacher_step: str = "euler"
 
 
+def _tv_lpips_distance() -> DistanceConfig:
+    # L_Rec = MSE + λ·TV-LPIPS (seed 003 Eq. 21) with λ = 1 and γ = 1: the paper prints neither.
+    return DistanceConfig(l2=1.0, perceptual=PerceptualConfig(kind="tv_lpips", weight=1.0))
+
+
+@dataclass
+class FTDConfig:
+    """FluxSR (objective ``ftd``): ``L_FTD + rec·L_Rec + adl·L_ADL`` (seed 003 Algorithm 1).
+
+    t_low: ``T_L``, the time of the LR latent on the teacher's noise → image line; t ~ U[T_L, 1].
+    distance: ``L_Rec``'s image distance, ``MSE + λ·TV-LPIPS`` (λ = ``perceptual.weight``,
+        γ = ``perceptual.tv_gamma``). adl: μ; adl_layers: a regex (``re.fullmatch`` over the
+        network's module names) of the layers ADL reads, ``auto`` = the known backbones'
+        (:data:`flowmapsr.objectives.adl.ADL_LAYERS`). The paper prints none of T_L, λ, γ, μ:
+        the defaults are ours (see :mod:`flowmapsr.objectives.ftd`).
+    """
+
+    t_low: float = 0.5
+    rec: float = 1.0
+    adl: float = 0.01
+    adl_layers: str = "auto"
+    distance: DistanceConfig = field(default_factory=_tv_lpips_distance)
+
+
 @dataclass
 class ObjectiveConfig:
-    name: str = "shortcut"  # fm | lagrangian | eulerian | shortcut
+    name: str = "shortcut"  # fm | lagrangian | eulerian | shortcut | srflow | consistency | ftd
     pairs: PairSamplerConfig = field(default_factory=PairSamplerConfig)
     bridge_noise: float = 0.0  # b of the bridge path (LBM uses 1e-3–5e-3)
     # λ(t, r): each term becomes exp(−w)·ℓ + w with |w| ≤ weighting_bound. Off by default: on
@@ -96,6 +123,7 @@ class ObjectiveConfig:
     distance: DistanceConfig = field(default_factory=DistanceConfig)
     velocity_l2: float = 1.0  # srflow: weight of ‖v − (src − hr)‖² beside d(x̂_0, hr)
     consistency: ConsistencyWeights = field(default_factory=lambda: ConsistencyWeights())
+    ftd: FTDConfig = field(default_factory=FTDConfig)  # FluxSR flow trajectory distillation
 
 
 def squared_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

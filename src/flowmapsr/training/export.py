@@ -27,7 +27,7 @@ WEIGHTS = ("ema", "model")
 
 def pipeline_config(config: TrainConfig, info: dict) -> PipelineConfig:
     """The pipeline settings of a stage's export (shared by the trainer and this module)."""
-    return PipelineConfig(
+    out = PipelineConfig(
         net=to_dict(config.net),
         codec=to_dict(config.codec),
         lora=config.adversarial.lora if config.adversarial.enabled else config.lora,
@@ -40,6 +40,9 @@ def pipeline_config(config: TrainConfig, info: dict) -> PipelineConfig:
         solver="consistency" if config.objective.name == "consistency" else "flowmap",
         info=info,
     )
+    if config.objective.name == "ftd":  # FluxSR trains v(x, t) = u(x, t, t) from z_L at T_L
+        out.solver, out.source_time = "euler", config.objective.ftd.t_low
+    return out
 
 
 def find_checkpoint(path: str | Path) -> Path:
