@@ -10,6 +10,11 @@ Exact resumption: the order is a seeded permutation per epoch (:class:`Resumable
 its position is counted in *consumed* batches (workers may prefetch ahead) and saved in the
 checkpoint; every per-sample random draw of a degradation comes from a generator seeded by
 ``(seed, epoch, index)``, so a batch is a pure function of ``(seed, epoch, indices)``.
+
+``source: noise`` (a noise → image model, FluxSR's teacher) replaces the degraded LR at t = 1 by
+``N(0, I)`` of the HR shape, drawn from a generator seeded by ``(seed, 43, epoch, index)``: like
+the degradation draws, a pure function of the sample's position, so the consumed-batch count
+already saved in the checkpoint resumes it exactly (no generator state to store).
 """
 
 from __future__ import annotations
@@ -208,6 +213,8 @@ class BatchStream:
             len(self.dataset), config.batch_size, config.seed, rank, world
         )
         self.degrade, self.negative, self.description = build_degradation(config)
+        if config.source == "noise":
+            self.description = "none: the source is N(0, I) noise (data.source=noise)"
         if not 0.0 <= config.clean_fraction <= 1.0:
             raise ValueError(f"data.clean_fraction must be in [0, 1], got {config.clean_fraction}")
         self.clean = None
@@ -248,6 +255,9 @@ class BatchStream:
         c = self.config
         scale = int(c.scales[int(torch.randint(len(c.scales), (1,), generator=scale_gen))])
         hr = raw["hr"].to(self.device, torch.float32)
+        if c.source == "noise":  # no LR: the scale is still drawn, so scale_gen's stream is shared
+            src = self._noise(raw, hr)
+            return TrainBatch(unit_to_model(hr), src, self._negatives(raw, hr), scale)
         gens = [
             make_generator(c.seed, 31, e, i, device=self.device)
             for e, i in zip(raw["epoch"], raw["index"])
@@ -266,11 +276,29 @@ class BatchStream:
                 lr[idx] = self.clean(hr[idx], scale, [gens[k] for k in idx])[0]
         lr = lr.clamp(0, 1)
         src = upsample_source(lr, tuple(hr.shape[-2:]))
-        hr_neg = None
-        if c.negatives:
-            neg_gens = [
-                make_generator(c.seed, 37, e, i, device=self.device)
+        return TrainBatch(unit_to_model(hr), unit_to_model(src), self._negatives(raw, hr), scale)
+
+    def _negatives(self, raw: dict, hr: torch.Tensor) -> torch.Tensor | None:
+        """``hr_neg`` ``(B, 3, H, W)`` in [-1, 1] (seeded per sample, tag 37), or None."""
+        c = self.config
+        if not c.negatives:
+            return None
+        neg_gens = [
+            make_generator(c.seed, 37, e, i, device=self.device)
+            for e, i in zip(raw["epoch"], raw["index"])
+        ]
+        return unit_to_model(self.negative(hr, neg_gens).clamp(0, 1))
+
+    def _noise(self, raw: dict, hr: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` standard normal, one generator per sample seeded (seed, 43, e, i)."""
+        c = self.config
+        return torch.stack(
+            [
+                torch.randn(
+                    tuple(hr.shape[1:]),
+                    generator=make_generator(c.seed, 43, e, i, device=self.device),
+                    device=self.device,
+                )
                 for e, i in zip(raw["epoch"], raw["index"])
             ]
-            hr_neg = unit_to_model(self.negative(hr, neg_gens).clamp(0, 1))
-        return TrainBatch(unit_to_model(hr), unit_to_model(src), hr_neg, scale)
+        )
