@@ -30,6 +30,8 @@ made in (up to the float rounding of batched convolutions).
 Resumption: each shard is written atomically (:mod:`flowmapsr.atomic`), so a shard file that
 exists is complete; a rerun with the same settings skips those and makes the missing ones, and
 temp files of a killed run are removed. Other settings in an existing folder are an error.
+
+Training reads complete folders through :class:`PairShardDataset` (``data.kind: pairs``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from torch.utils.data import Dataset
 
 from flowmapsr.atomic import atomic_write_bytes, remove_stale_temps
 from flowmapsr.convert import model_to_unit, unit_to_model
@@ -313,3 +316,63 @@ def list_shards(folder: str | os.PathLike) -> tuple[dict, list[Path]]:
             "did not finish: rerun `flowmapsr pairs generate` with the same settings"
         )
     return man, paths
+
+
+class PairShardDataset(Dataset):
+    """The pairs of one or more complete pairs folders, for training (``data.kind: pairs``).
+
+    Item ``i`` (pairs numbered folder by folder, then by their stored index) →
+    ``{"x0": (3, H, W) float32 in [-1, 1], "lr": (3, H/s, W/s) uint8, "eps", "z0", "zl":
+    (C, h, w) float32 in the teacher codec's space}``. Rows are read with safetensors slices
+    (only that pair's bytes); each process opens every shard once, lazily, so the dataset
+    pickles into DataLoader workers. No cropping or flips: a flipped ε is not the noise the
+    teacher's ODE started from, so a pair is used whole. All folders must share the size, the
+    scale, the codec and the latent shape (one batch, one shape).
+    """
+
+    def __init__(self, roots: list[str | os.PathLike]):
+        if not roots:
+            raise PairsError("data.kind=pairs needs data.roots (one or more pairs folders)")
+        self.rows: list[tuple[Path, int]] = []
+        self.manifests: list[dict] = []
+        first = None
+        for root in roots:
+            man, paths = list_shards(root)
+            s = man["settings"]
+            key = (s["size"], s["scale"], json.dumps(man["codec"], sort_keys=True),
+                   tuple(man["latent_shape"]))  # fmt: skip
+            if first is None:
+                first = (root, key)
+            elif key != first[1]:
+                raise PairsError(
+                    f"{root}: pairs of size {s['size']}, x{s['scale']}, codec {man['codec']} do "
+                    f"not match {first[0]}'s; one data.roots list needs one shape"
+                )
+            per = [s["shard_size"]] * (len(paths) - 1)
+            per.append(s["count"] - s["shard_size"] * (len(paths) - 1))
+            self.rows += [(p, r) for p, n in zip(paths, per) for r in range(n)]
+            self.manifests.append(man)
+        self.size, self.scale = int(first[1][0]), int(first[1][1])
+        self.codec = self.manifests[0]["codec"]
+        self._open: dict[Path, object] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getstate__(self):  # safetensors handles do not pickle; workers reopen
+        return {**self.__dict__, "_open": {}}
+
+    def set_epoch(self, epoch: int) -> None:  # the pairs do not change with the epoch
+        pass
+
+    def __getitem__(self, i: int) -> dict:
+        from safetensors import safe_open
+
+        path, row = self.rows[int(i)]
+        f = self._open.get(path)
+        if f is None:
+            try:
+                f = self._open[path] = safe_open(str(path), framework="pt")
+            except Exception as err:  # safetensors raises its own error types
+                raise PairsError(f"{path}: cannot read pair shard ({err})") from None
+        return {k: f.get_slice(k)[row : row + 1][0] for k in ("x0", "lr", "eps", "z0", "zl")}
