@@ -165,5 +165,10 @@ def test_cli_generates_resumes_and_names_bad_input(tmp_path, teacher, capsys):
     assert main(bad) == 2
     msg = capsys.readouterr().err.strip()
     assert "nope" in msg and "config.json" in msg and len(msg.splitlines()) == 1
+    sr = tmp_path / "sr-model"
+    net = build_net({"type": "small", "channels": 8, "blocks": 1, "emb_dim": 16})
+    SRPipeline(net, PipelineConfig(net=to_dict(net.config))).save_pretrained(sr)
+    assert main([*argv[:3], str(sr), argv[4], str(tmp_path / "o3"), *argv[6:]]) == 2
+    assert "not a noise → image teacher" in capsys.readouterr().err
     assert main([*argv, "--size", "18"]) == 2  # not a multiple of the scale
     assert "not a multiple of scale 4" in capsys.readouterr().err

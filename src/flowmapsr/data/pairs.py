@@ -115,6 +115,11 @@ class PairMaker:
         from flowmapsr.data.degradations import Degradation
 
         self.pipe, self.s, self.batch_size = pipe, settings, max(1, int(batch_size))
+        if pipe.config.net.get("concat_source", False):
+            raise PairsError(
+                f"{settings.teacher}: the network concatenates an LR source (concat_source), so "
+                "it is an SR model, not a noise → image teacher (train one with fluxsr-teacher-fm)"
+            )
         m = pipe.size_multiple
         if settings.size % m:
             raise PairsError(f"size {settings.size} is not a multiple of the teacher's {m}")
