@@ -25,7 +25,8 @@ codec, ``(C, H/f, W/f)`` latents for a VAE):
 Seeds: pair ``i``'s noise comes from a generator seeded by ``mix_seed(seed, 51, i)``, its
 degradation from ``mix_seed(seed, 53, i)`` and a sampling codec's latent draw from
 ``mix_seed(seed, 59, i)``: a pair is the same whatever the shard size, batch size or run it was
-made in (up to the float rounding of batched convolutions).
+made in (up to the float rounding of batched convolutions). ε is drawn on the CPU, so it is the
+same on every device; the degradation draws on the teacher's device (like ``BatchStream``'s).
 
 Resumption: each shard is written atomically (:mod:`flowmapsr.atomic`), so a shard file that
 exists is complete; a rerun with the same settings skips those and makes the missing ones, and
@@ -98,9 +99,13 @@ class PairSettings:
 
 
 def noise_for(seed: int, index: int, shape: tuple[int, ...], device="cpu") -> torch.Tensor:
-    """Pair ``index``'s ε ``shape`` (e.g. ``(C, h, w)``), standard normal, float32."""
-    g = make_generator(seed, TAG_EPS, index, device=device)
-    return torch.randn(shape, generator=g, device=device)
+    """Pair ``index``'s ε ``shape`` (e.g. ``(C, h, w)``), standard normal, float32.
+
+    Drawn on the CPU and moved: a CUDA generator gives other numbers for the same seed, and the
+    same index should give the same ε on every device.
+    """
+    g = make_generator(seed, TAG_EPS, index)
+    return torch.randn(shape, generator=g).to(device)
 
 
 class PairMaker:
