@@ -71,8 +71,10 @@ def test_teacher_preset_trains_and_resumes_exactly(tmp_path, tiny):
     assert pipe.config.net["concat_source"] is False
 
 
-def test_noise_source_refuses_a_concatenated_source_and_a_latent_codec(tmp_path, tiny):
+def test_noise_source_refuses_a_concatenated_source_a_latent_codec_and_pairs(tmp_path, tiny):
     with pytest.raises(ConfigError, match="net.concat_source"):
         resolve_config("fluxsr-teacher-fm", tiny(tmp_path, "net.concat_source=true"))
     with pytest.raises(ConfigError, match="codec.type"):
         resolve_config("fluxsr-teacher-fm", tiny(tmp_path, "codec.type=tiny_vae"))
+    with pytest.raises(ConfigError, match="data.kind must be synthetic or folders"):
+        resolve_config("fluxsr-teacher-fm", tiny(tmp_path, "data.kind=pairs"))
