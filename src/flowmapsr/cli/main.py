@@ -22,6 +22,7 @@ COMMANDS = [
     "bench",
     "train",
     "recipe",
+    "pairs",
     "export",
     "weights",
     "serve",

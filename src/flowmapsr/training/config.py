@@ -28,8 +28,10 @@ from flowmapsr.paths.time_sampling import PAIR_SAMPLERS
 @dataclass
 class DataConfig:
     # synthetic: procedural images made from the seed (tests, smoke runs, fresh clones);
-    # folders: HR image folders under ``roots`` (relative paths resolve against the current dir)
-    kind: Literal["synthetic", "folders"] = "synthetic"
+    # folders: HR image folders under ``roots`` (relative paths resolve against the current dir);
+    # pairs: the shards of ``flowmapsr pairs generate`` under ``roots`` (teacher images, their
+    # degraded LR and the noise they came from; no degradation is drawn, the LR is stored)
+    kind: Literal["synthetic", "folders", "pairs"] = "synthetic"
     roots: list[str] = field(default_factory=list)
     crop_size: int = 128  # HR crop side; a multiple of every scale × the net's size multiple
     batch_size: int = 8  # per process, per micro-batch
@@ -40,6 +42,9 @@ class DataConfig:
     clean_fraction: float = 0.0
     negatives: bool = False  # build hr_neg (mildly re-degraded HR) for guidance
     source_noise: float = 0.0  # σ of Gaussian noise on the path's source (cond.source stays clean)
+    # What sits at t = 1: lr = the upsampled degraded LR (SR); noise = N(0, I) of the HR shape,
+    # drawn per sample from (seed, epoch, index) — a noise → image model (FluxSR's teacher).
+    source: Literal["lr", "noise"] = "lr"
     synthetic_count: int = 512  # images in the synthetic set
     augment: bool = True
     num_workers: int = 0  # DataLoader workers (0: load in the training process)
@@ -165,6 +170,18 @@ def check_config(config: TrainConfig) -> TrainConfig:
     need("data.synthetic_count", config.data.synthetic_count >= 1, "≥ 1")
     need("data.scales", bool(config.data.scales) and min(config.data.scales) >= 1, "scales ≥ 1")
     need("data.clean_fraction", 0 <= config.data.clean_fraction <= 1, "in [0, 1]")
+    need("data.source", config.data.source in ("lr", "noise"), "lr or noise")
+    if config.data.source == "noise":
+        # The trainer encodes src through the codec: Gaussian pixels through a VAE are not
+        # Gaussian latents, so a latent noise teacher needs the noise drawn in latent space.
+        need("codec.type", config.codec.type == "identity",
+             "identity with data.source=noise (the noise is drawn in pixel space)")  # fmt: skip
+        # There is no LR to condition on: a concatenated source would be the noise itself.
+        need("net.concat_source", not getattr(config.net, "concat_source", False),
+             "false with data.source=noise (there is no LR condition)")  # fmt: skip
+        need(
+            "data.kind", config.data.kind != "pairs", "synthetic or folders with data.source=noise"
+        )
     need("optim.lr", positive_finite(config.optim.lr), "a finite number > 0")
     need("optim.warmup_steps", config.optim.warmup_steps >= 0, "≥ 0")
     need("optim.ema_decay", 0 <= config.optim.ema_decay <= 1, "in [0, 1]")

@@ -10,6 +10,15 @@ Exact resumption: the order is a seeded permutation per epoch (:class:`Resumable
 its position is counted in *consumed* batches (workers may prefetch ahead) and saved in the
 checkpoint; every per-sample random draw of a degradation comes from a generator seeded by
 ``(seed, epoch, index)``, so a batch is a pure function of ``(seed, epoch, indices)``.
+
+``kind: pairs`` reads the shards of ``flowmapsr pairs generate`` (:mod:`flowmapsr.data.pairs`):
+no degradation is drawn, hr is the teacher's image x_0, src the stored LR upsampled, and the
+batch carries the pair's noise ε, ODE end z_0 and encoded source z_L (:class:`TrainBatch`).
+
+``source: noise`` (a noise → image model, FluxSR's teacher) replaces the degraded LR at t = 1 by
+``N(0, I)`` of the HR shape, drawn from a generator seeded by ``(seed, 43, epoch, index)``: like
+the degradation draws, a pure function of the sample's position, so the consumed-batch count
+already saved in the checkpoint resumes it exactly (no generator state to store).
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from flowmapsr.convert import unit_to_model
+from flowmapsr.convert import model_to_unit, unit_to_model
 from flowmapsr.resize import upsample_source
 from flowmapsr.training.config import DataConfig
 
@@ -92,8 +101,12 @@ def build_dataset(config: DataConfig):
     """The HR dataset named by ``config.kind``; folder roots resolve against the current dir."""
     if config.kind == "synthetic":
         return SyntheticHRDataset(config.synthetic_count, config.crop_size, config.seed)
+    if config.kind == "pairs":
+        from flowmapsr.data.pairs import PairShardDataset
+
+        return PairShardDataset([Path(r).expanduser().resolve() for r in config.roots])
     if config.kind != "folders":
-        raise ValueError(f"data.kind '{config.kind}' is not one of synthetic, folders")
+        raise ValueError(f"data.kind '{config.kind}' is not one of synthetic, folders, pairs")
     if not config.roots:
         raise ValueError("data.kind=folders needs data.roots (one or more HR image folders)")
     roots = [Path(r).expanduser().resolve() for r in config.roots]
@@ -160,15 +173,14 @@ class _EpochIndexed(Dataset):
             self.dataset.set_epoch(epoch)
             self._epoch = epoch
         item = self.dataset[index]
-        return {"hr": item["hr"], "epoch": epoch, "index": index}
+        # Every tensor of the item travels (hr; a pair's x0, lr, eps, z0, zl); paths do not.
+        tensors = {k: v for k, v in item.items() if isinstance(v, torch.Tensor)}
+        return {**tensors, "epoch": epoch, "index": index}
 
 
 def _collate(items):
-    return {
-        "hr": torch.stack([it["hr"] for it in items]),
-        "epoch": [it["epoch"] for it in items],
-        "index": [it["index"] for it in items],
-    }
+    out = {k: torch.stack([it[k] for it in items]) for k in items[0] if k not in ("epoch", "index")}
+    return {**out, "epoch": [it["epoch"] for it in items], "index": [it["index"] for it in items]}
 
 
 # -- degradation ------------------------------------------------------------------------------
@@ -185,12 +197,21 @@ def build_degradation(config: DataConfig):
 
 @dataclass
 class TrainBatch:
-    """hr, src, hr_neg: ``(B, 3, H, W)`` in ``[-1, 1]``; src is the clean bicubic source."""
+    """hr, src, hr_neg: ``(B, 3, H, W)`` in ``[-1, 1]``; src is the clean bicubic source.
+
+    From teacher pairs (``data.kind: pairs``; else None), in the flow space of the teacher's
+    codec (pixels ``(B, 3, H, W)`` for the identity codec, ``(B, C, H/f, W/f)`` latents else):
+    noise: ε, the teacher ODE's start at t = 1; z0: its end at t = 0 (``hr`` is its decode,
+    clamped to [-1, 1]); zl: the encoded ``src`` as stored (FluxSR's ``z_L``).
+    """
 
     hr: torch.Tensor
     src: torch.Tensor
     hr_neg: torch.Tensor | None
     scale: int
+    noise: torch.Tensor | None = None
+    z0: torch.Tensor | None = None
+    zl: torch.Tensor | None = None
 
 
 class BatchStream:
@@ -208,6 +229,10 @@ class BatchStream:
             len(self.dataset), config.batch_size, config.seed, rank, world
         )
         self.degrade, self.negative, self.description = build_degradation(config)
+        if config.kind == "pairs":
+            self._check_pairs(config)
+        if config.source == "noise":
+            self.description = "none: the source is N(0, I) noise (data.source=noise)"
         if not 0.0 <= config.clean_fraction <= 1.0:
             raise ValueError(f"data.clean_fraction must be in [0, 1], got {config.clean_fraction}")
         self.clean = None
@@ -218,6 +243,23 @@ class BatchStream:
             self.description += f", {config.clean_fraction:.0%} plain bicubic"
         self.consumed_epoch, self.consumed_batch = 0, 0
         self._iter = None
+
+    def _check_pairs(self, c: DataConfig) -> None:
+        """The stream's settings against the pairs' (one line naming the first folder)."""
+        ds, where = self.dataset, c.roots[0]
+        if c.crop_size != ds.size:
+            raise ValueError(
+                f"{where}: pairs are {ds.size}×{ds.size}; set data.crop_size={ds.size} "
+                f"(got {c.crop_size}: pairs are used whole, not cropped)"
+            )
+        if list(c.scales) != [ds.scale]:
+            raise ValueError(f"{where}: pairs are x{ds.scale}; set data.scales=[{ds.scale}] "
+                             f"(got {list(c.scales)})")  # fmt: skip
+        if c.clean_fraction > 0:
+            raise ValueError(f"{where}: data.clean_fraction needs on-the-fly degradation; "
+                             "pairs store their LR (set it to 0)")  # fmt: skip
+        presets = sorted({m["settings"]["degradation"] for m in ds.manifests})
+        self.description = f"stored in the pairs ({', '.join(presets)} by `pairs generate`)"
 
     def state(self) -> dict:
         return {"epoch": self.consumed_epoch, "batch": self.consumed_batch}
@@ -247,7 +289,12 @@ class BatchStream:
             self.consumed_epoch, self.consumed_batch = self.consumed_epoch + 1, 0
         c = self.config
         scale = int(c.scales[int(torch.randint(len(c.scales), (1,), generator=scale_gen))])
+        if c.kind == "pairs":
+            return self._pair_batch(raw, scale)
         hr = raw["hr"].to(self.device, torch.float32)
+        if c.source == "noise":  # no LR: the scale is still drawn, so scale_gen's stream is shared
+            src = self._noise(raw, hr)
+            return TrainBatch(unit_to_model(hr), src, self._negatives(raw, hr), scale)
         gens = [
             make_generator(c.seed, 31, e, i, device=self.device)
             for e, i in zip(raw["epoch"], raw["index"])
@@ -266,11 +313,40 @@ class BatchStream:
                 lr[idx] = self.clean(hr[idx], scale, [gens[k] for k in idx])[0]
         lr = lr.clamp(0, 1)
         src = upsample_source(lr, tuple(hr.shape[-2:]))
-        hr_neg = None
-        if c.negatives:
-            neg_gens = [
-                make_generator(c.seed, 37, e, i, device=self.device)
+        return TrainBatch(unit_to_model(hr), unit_to_model(src), self._negatives(raw, hr), scale)
+
+    def _pair_batch(self, raw: dict, scale: int) -> TrainBatch:
+        """A batch of stored teacher pairs: hr = x_0, src = the upsampled stored LR."""
+        dev = self.device
+        hr = raw["x0"].to(dev, torch.float32)
+        lr = raw["lr"].to(dev, torch.float32) / 255.0
+        src = unit_to_model(upsample_source(lr, tuple(hr.shape[-2:])))
+        hr_neg = self._negatives(raw, model_to_unit(hr).clamp(0, 1))
+        flow = {k: raw[name].to(dev, torch.float32)
+                for k, name in (("noise", "eps"), ("z0", "z0"), ("zl", "zl"))}  # fmt: skip
+        return TrainBatch(hr, src, hr_neg, scale, **flow)
+
+    def _negatives(self, raw: dict, hr: torch.Tensor) -> torch.Tensor | None:
+        """``hr_neg`` ``(B, 3, H, W)`` in [-1, 1] (seeded per sample, tag 37), or None."""
+        c = self.config
+        if not c.negatives:
+            return None
+        neg_gens = [
+            make_generator(c.seed, 37, e, i, device=self.device)
+            for e, i in zip(raw["epoch"], raw["index"])
+        ]
+        return unit_to_model(self.negative(hr, neg_gens).clamp(0, 1))
+
+    def _noise(self, raw: dict, hr: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` standard normal, one generator per sample seeded (seed, 43, e, i)."""
+        c = self.config
+        return torch.stack(
+            [
+                torch.randn(
+                    tuple(hr.shape[1:]),
+                    generator=make_generator(c.seed, 43, e, i, device=self.device),
+                    device=self.device,
+                )
                 for e, i in zip(raw["epoch"], raw["index"])
             ]
-            hr_neg = unit_to_model(self.negative(hr, neg_gens).clamp(0, 1))
-        return TrainBatch(unit_to_model(hr), unit_to_model(src), hr_neg, scale)
+        )
