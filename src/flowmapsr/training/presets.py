@@ -86,9 +86,12 @@ def recipe_dict(name: str) -> dict:
     if not isinstance(stages, list) or not stages:
         raise ConfigError(f"{path}: a recipe needs a non-empty 'stages' list")
     for i, st in enumerate(stages):
-        if not isinstance(st, dict) or "name" not in st or "preset" not in st:
-            raise ConfigError(f"{path}: stage {i} needs 'name' and 'preset'")
-        unknown = set(st) - {"name", "preset", "overrides"}
+        if not isinstance(st, dict) or "name" not in st or ("preset" in st) == ("pairs" in st):
+            raise ConfigError(
+                f"{path}: stage {i} needs 'name' and either 'preset' (a training stage) or "
+                "'pairs' (teacher-pair generation)"
+            )
+        unknown = set(st) - {"name", "preset", "overrides", "pairs"}
         if unknown:
             raise ConfigError(f"{path}: stage '{st['name']}': unknown key(s) {sorted(unknown)}")
     return data

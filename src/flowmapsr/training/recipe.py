@@ -2,7 +2,10 @@
 
 ``run_recipe('flowmapsr-smoke', 'out/')`` trains every stage into ``out/<stage>/`` (checkpoints,
 logs, ``export/``) with ``init_from`` set to the previous stage's export, then copies the last
-export to ``out/final`` (atomically). A stage whose export already records its final step is
+export to ``out/final`` (atomically). A ``pairs:`` stage (FluxSR) instead runs the last export
+as a teacher (``flowmapsr pairs generate`` with the stage's settings) into ``out/<stage>/``; the
+next training stage then trains on those pairs (``data.kind: pairs``) and starts from that
+teacher. A stage whose export already records its final step is
 skipped, so re-running an interrupted recipe resumes where it stopped (and the stage in progress
 resumes from its last checkpoint).
 """
@@ -12,12 +15,26 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from flowmapsr.config import ConfigError, apply_overrides, from_dict
 from flowmapsr.training.config import TrainConfig, check_config
 from flowmapsr.training.presets import _merge, preset_dict, recipe_dict
+
+
+@dataclass
+class PairsStage:
+    """A recipe step that makes teacher pairs: ``generate_pairs(teacher, output, **settings)``."""
+
+    name: str
+    teacher: str
+    output: str
+    settings: dict = field(default_factory=dict)
+
+
+PAIRS_KEYS = {"count", "size", "scale", "steps", "seed", "shard_size", "degradation",
+              "batch_size"}  # fmt: skip
 
 
 def stage_configs(
@@ -36,8 +53,22 @@ def stage_configs(
     for name in stage_overrides or {}:
         if name not in names:
             raise ConfigError(f"recipe '{recipe}' has no stage '{name}'; stages: {names}")
-    configs, prev = [], None
+    configs, prev, pairs_dir = [], None, None
     for st in data["stages"]:
+        if "pairs" in st:
+            settings = dict(st["pairs"] or {})
+            unknown = set(settings) - PAIRS_KEYS
+            missing = {"count", "size"} - set(settings)
+            if unknown or missing or prev is None:
+                why = (
+                    f"unknown key(s) {sorted(unknown)}" if unknown
+                    else f"pairs needs {sorted(missing)}" if missing
+                    else "needs a teacher stage first"
+                )  # fmt: skip
+                raise ConfigError(f"recipe '{recipe}', stage '{st['name']}': {why}")
+            pairs_dir = out / st["name"]
+            configs.append(PairsStage(st["name"], str(prev), str(pairs_dir), settings))
+            continue
         merged = _merge(preset_dict(st["preset"]), st.get("overrides") or {})
         try:
             cfg = from_dict(TrainConfig, merged)
@@ -52,6 +83,9 @@ def stage_configs(
             output_dir=str(out / st["name"]),
             init_from=str(prev) if prev is not None else cfg.init_from,
         )
+        if pairs_dir is not None:  # the stage right after a pairs step trains on them
+            cfg = replace(cfg, data=replace(cfg.data, kind="pairs", roots=[str(pairs_dir)]))
+            pairs_dir = None
         try:
             check_config(cfg)
         except ConfigError as err:
@@ -102,6 +136,14 @@ def run_recipe(
     configs = stage_configs(recipe, output, overrides, stage_overrides)
     export = None
     for i, cfg in enumerate(configs):
+        if isinstance(cfg, PairsStage):
+            from flowmapsr.data.pairs import generate_pairs
+
+            if is_main:
+                print(f"flowmapsr recipe: stage {i + 1}/{len(configs)} '{cfg.name}' "
+                      f"(teacher pairs from {cfg.teacher})", flush=True)  # fmt: skip
+                generate_pairs(cfg.teacher, cfg.output, **cfg.settings)
+            continue
         export = Path(cfg.output_dir) / "export"
         if stage_done(cfg):
             if is_main:

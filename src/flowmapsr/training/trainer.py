@@ -88,8 +88,9 @@ class TrainStep(nn.Module):
             ),
             source=src_clean,
         )
-        solve = SOLVERS[pipeline_config(self.config, {}).solver]
-        return solve(self.net, src_path, time_grid(nfe, device=src_path.device), cond)
+        pc = pipeline_config(self.config, {})
+        grid = time_grid(nfe, device=src_path.device, start=pc.source_time)
+        return SOLVERS[pc.solver](self.net, src_path, grid, cond)
 
     def forward(
         self,
@@ -275,6 +276,12 @@ class Trainer:
 
         # Data and randomness ----------------------------------------------------------------------
         self.data = BatchStream(config.data, dev, rank, world)
+        pairs_codec = getattr(self.data.dataset, "codec", None)
+        if pairs_codec is not None and pairs_codec.get("type") != config.codec.type:
+            raise ValueError(
+                f"data.roots: the teacher pairs are in codec '{pairs_codec.get('type')}' space, "
+                f"the run's codec is '{config.codec.type}' (set codec.type to match)"
+            )
         self.gen = torch.Generator(device=dev).manual_seed(mix_seed(config.seed, 2, rank))
         self.scale_gen = torch.Generator().manual_seed(mix_seed(config.seed, 3))
         self.generators = {"train": self.gen, "scale": self.scale_gen}
@@ -396,6 +403,12 @@ class Trainer:
         """The step's batch in the flow's space: a latent codec encodes targets and sources
         without gradients (sampling codecs draw from the step generator); source noise is
         added in that space, the condition keeps the clean source."""
+        if tb.noise is not None:
+            # Teacher pairs (data.kind: pairs, FluxSR): already in the teacher codec's space;
+            # re-encoding would not give z_0 back (encode(decode(z)) ≠ z for a VAE).
+            return FlowBatch(
+                hr=tb.z0, src=tb.zl, noise=tb.noise, hr_image=tb.hr, cond=Condition(source=tb.zl)
+            )
         sigma = self.config.data.source_noise
         hr, src, hr_neg, hr_image = tb.hr, tb.src, tb.hr_neg, None
         if self.config.codec.type != "identity":
