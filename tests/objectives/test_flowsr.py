@@ -216,3 +216,42 @@ def test_prompt_cfg_extrapolates_from_the_negative_prompt():
         torch.testing.assert_close(
             u, torch.full((3, 2), PROMPT_NEG + g * (PROMPT_POS - PROMPT_NEG))
         )
+
+
+def test_clip_iqa_term_is_the_two_caption_softmax_and_reaches_the_student(tmp_path):
+    from flowmapsr.objectives.base import ConsistencyWeights
+    from flowmapsr.objectives.clip_iqa import CLIPQualityLoss, _tensor
+    from flowmapsr.testing.text_encoders import write_clip_model
+
+    folder = write_clip_model(tmp_path / "clip")
+    iqa = CLIPQualityLoss(folder, "a sharp image", "a blur image")
+    x = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    x.requires_grad_(True)
+    got = iqa(x)
+    # By hand: CLIP's image and text features, cosine logits at the model's scale.
+    m = iqa.model
+    img = torch.nn.functional.interpolate((x + 1) / 2, size=(32, 32), mode="bicubic")
+    feats = _tensor(m.get_image_features(pixel_values=(img - iqa.mean) / iqa.std))
+    e = torch.nn.functional.normalize(feats, dim=-1)
+    logits = m.logit_scale.exp() * e @ iqa.text.T
+    torch.testing.assert_close(got, -torch.log_softmax(logits, -1)[:, 0])
+    got.sum().backward()
+    assert x.grad.abs().sum() > 0
+    # In the consistency objective: an extra logged term, gradients to the student only.
+    obj = build_objective(
+        ObjectiveConfig(
+            name="consistency",
+            distance=L2_ONLY,
+            consistency=ConsistencyWeights(iqa=0.5, iqa_model=str(folder)),
+        )
+    )
+    net = torch.nn.Conv2d(3, 3, 1)
+    b = FlowBatch(hr=torch.rand(2, 3, 16, 16) * 2 - 1, src=torch.rand(2, 3, 16, 16) * 2 - 1)
+    res = obj(lambda x, t, r, c=None: net(x), b, generator=torch.Generator(),
+              teacher=lambda x, t, r, c=None: x, frozen=lambda x, t, r, c=None: x)  # fmt: skip
+    assert "loss_iqa" in res.logs and "CLIP IQA" in obj.iqa_note
+    res.loss.backward()
+    assert net.weight.grad is not None
+    assert obj.state_dict() == {}  # the CLIP model is not checkpointed
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        CLIPQualityLoss(tmp_path / "none", "a", "b")

@@ -75,6 +75,10 @@ class ConsistencyWeights:
     hr: float = 1.0
     flow: float = 1.0
     teacher_step: str = "euler"
+    # CLIP image-quality alignment (objectives/clip_iqa.py) on the student's HR estimate
+    # f_θ(x_t, t): weight and a local CLIP folder. Off by default: no CLIP weights here.
+    iqa: float = 0.0
+    iqa_model: str = ""
 
 
 def _tv_lpips_distance() -> DistanceConfig:

@@ -18,8 +18,10 @@ on a latent codec every ``f`` is decoded first (FlowSR draws its losses after th
 decoder), and the HR side is the HR pixels. The GAN
 term is the trainer's adversarial stage (``adversarial.enabled``; its fake is the 1-NFE output
 ``f_θ(src, 1)``, where FlowSR's discriminator sees ``f_θ(x̂_r, r)``: at ``t = 1`` they coincide,
-elsewhere ours judges the output users get). The CLIP image-quality term needs CLIP weights,
-which do not exist on our machines; it is not implemented.
+elsewhere ours judges the output users get). The CLIP image-quality term
+(:mod:`~flowmapsr.objectives.clip_iqa`, ``consistency.iqa`` > 0 with ``iqa_model`` a local CLIP
+folder) is added on the student's HR estimate ``f_θ(x_t, t)``: ``+ iqa·L_iqa``. No CLIP weights
+exist on our machines, so it is off in the presets and the log says so.
 Where the paper is silent (weights, ``d``, the distribution of the slow draw) the choices are
 ours and are stated in the configs. ``teacher_step = map`` replaces the Euler step by the
 teacher's own jump ``X_φ(x_t; t → r)``, exact when φ is a flow map (e.g. a FlowMapSR export).
@@ -61,6 +63,23 @@ class Consistency(FlowMapObjective):
                 f"objective.consistency.teacher_step must be one of {TEACHER_STEPS}, got {step!r}"
             )
         self.distance = Distance(self.config.distance)
+        w = self.config.consistency
+        self._iqa: tuple = ()
+        self.iqa_note = "off (objective.consistency.iqa = 0: needs a local CLIP folder)"
+        if w.iqa > 0:
+            from flowmapsr.nets.prompt_bank import PromptTexts
+            from flowmapsr.objectives.clip_iqa import CLIPQualityLoss
+
+            texts = PromptTexts()
+            self._iqa = (CLIPQualityLoss(w.iqa_model, texts.pos, texts.neg),)
+            self.iqa_note = f"{w.iqa:g}·CLIP IQA ({w.iqa_model})"
+
+    def _apply(self, fn, recurse=True):
+        # The frozen CLIP model is held outside the module tree (not training state).
+        super()._apply(fn, recurse)
+        for m in self._iqa:
+            m._apply(fn)
+        return self
 
     def off_diagonal_target(self, net, teacher, x, t, r, cond, u, v_diag, generator=None):
         raise RuntimeError("consistency computes its own targets (see forward)")
@@ -107,11 +126,16 @@ class Consistency(FlowMapObjective):
         else:
             l_hr = torch.zeros_like(l_cd)
         per_sample = w.cd * l_cd + w.hr * l_hr + w.flow * l_flow
+        logs = {}
+        for m in self._iqa:
+            l_iqa = m(main)
+            per_sample = per_sample + w.iqa * l_iqa.to(per_sample.dtype)
+            logs["loss_iqa"] = float(l_iqa.mean().detach())
         loss = per_sample.mean()
-        logs = {
-            "loss": float(loss.detach()),
-            "loss_cd": float(l_cd.mean().detach()),
-            "loss_hr": float(l_hr.mean().detach()),
-            "loss_flow": float(l_flow.mean().detach()),
-        }
+        logs.update(
+            loss=float(loss.detach()),
+            loss_cd=float(l_cd.mean().detach()),
+            loss_hr=float(l_hr.mean().detach()),
+            loss_flow=float(l_flow.mean().detach()),
+        )
         return ObjectiveResult(loss=loss, per_sample=per_sample.detach(), logs=logs)

@@ -88,3 +88,23 @@ def write_text_encoders(
         length = 16 if (encoding == "flux" and suffix == "") else tokens
         write_tokenizer(folder / f"tokenizer{suffix}", length)
     return folder
+
+
+def write_clip_model(folder: str | Path, image_size: int = 32) -> Path:
+    """A tiny random ``CLIPModel`` (text and vision towers) with the word-level tokenizer, in one
+    folder as a CLIP checkpoint is laid out (for the CLIP image-quality loss)."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel
+
+    folder = Path(folder)
+    torch.manual_seed(3)
+    text = {"vocab_size": len(WORDS) + 2, "hidden_size": 16, "intermediate_size": 32,
+            "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 32,
+            "pad_token_id": 0, "eos_token_id": 2}  # fmt: skip
+    vision = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+              "num_attention_heads": 2, "image_size": image_size, "patch_size": 8}  # fmt: skip
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=8)).save_pretrained(
+        folder
+    )
+    write_tokenizer(folder, 32)
+    return folder

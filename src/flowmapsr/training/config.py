@@ -201,6 +201,9 @@ def check_config(config: TrainConfig) -> TrainConfig:
          "false with a latent codec (the discriminator stage runs on pixels only)")  # fmt: skip
     need("lora", not (config.lora is not None and config.adversarial.enabled),
          "unset in the adversarial stage (it trains adversarial.lora)")  # fmt: skip
+    cons = config.objective.consistency
+    need("objective.consistency.iqa_model", cons.iqa <= 0 or bool(cons.iqa_model),
+         "a local CLIP folder when objective.consistency.iqa > 0")  # fmt: skip
     samplers = ", ".join(sorted(PAIR_SAMPLERS))
     need("objective.pairs.sampler", config.objective.pairs.sampler in PAIR_SAMPLERS,
          f"a registered pair sampler ({samplers})")  # fmt: skip

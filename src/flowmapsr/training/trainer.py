@@ -534,7 +534,11 @@ class Trainer:
             distance = getattr(self.objective, "distance", None)
             if distance is not None or self.frozen is not None:
                 desc = distance.description if distance is not None else "n/a"
-                log(f"  objective distance d = {desc}; frozen teacher: {self.teacher_note}")
+                iqa = getattr(self.objective, "iqa_note", None)
+                log(
+                    f"  objective distance d = {desc}; frozen teacher: {self.teacher_note}"
+                    + (f"; CLIP IQA: {iqa}" if iqa else "")
+                )
             if resumed is not None:
                 log(f"  resumed from {resumed} at step {self.step}")
                 train_csv.truncate_after(self.step)
