@@ -102,6 +102,11 @@ def test_through_the_main_entry_point(capsys):
         ("log_every=0", "log_every"),
         ("grad_accum=0", "grad_accum"),
         ("objective.pairs.sampler=nope", "objective.pairs.sampler"),
+        ("objective.name=nope", "objective.name"),
+        ("data.degradation=nope", "data.degradation"),
+        ("data.crop_size=30", "data.crop_size"),
+        ("validation.crop=30", "validation.crop"),
+        ("objective.consistency.iqa=0.5", "objective.consistency.iqa_model"),
     ],
 )
 def test_dry_run_rejects_values_the_run_cannot_use(capsys, override, key):

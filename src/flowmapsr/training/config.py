@@ -201,6 +201,19 @@ def check_config(config: TrainConfig) -> TrainConfig:
          "false with a latent codec (the discriminator stage runs on pixels only)")  # fmt: skip
     need("lora", not (config.lora is not None and config.adversarial.enabled),
          "unset in the adversarial stage (it trains adversarial.lora)")  # fmt: skip
+    d = config.data
+    need("data.crop_size", all(d.crop_size % s == 0 for s in d.scales),
+         f"a multiple of every scale in data.scales {d.scales}")  # fmt: skip
+    v = config.validation
+    need("validation.crop", v.crop >= 1 and v.crop % max(v.scale, 1) == 0,
+         f"a multiple of validation.scale ({v.scale})")  # fmt: skip
+    if d.kind != "pairs" and getattr(d, "source", "lr") == "lr":
+        from flowmapsr.data.degradations.config import load_degradation_config
+
+        try:  # a shipped name or a YAML file, read as the run would read it
+            load_degradation_config(d.degradation)
+        except ConfigError as err:
+            raise ConfigError(f"data.degradation: {err}") from None
     cons = config.objective.consistency
     need("objective.consistency.iqa_model", cons.iqa <= 0 or bool(cons.iqa_model),
          "a local CLIP folder when objective.consistency.iqa > 0")  # fmt: skip
