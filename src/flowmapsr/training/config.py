@@ -213,7 +213,7 @@ def check_config(config: TrainConfig) -> TrainConfig:
         try:  # a shipped name or a YAML file, read as the run would read it
             load_degradation_config(d.degradation)
         except ConfigError as err:
-            raise ConfigError(f"data.degradation: {err}") from None
+            raise ConfigError(f"data.degradation must be a degradation preset ({err})") from None
     cons = config.objective.consistency
     need("objective.consistency.iqa_model", cons.iqa <= 0 or bool(cons.iqa_model),
          "a local CLIP folder when objective.consistency.iqa > 0")  # fmt: skip
