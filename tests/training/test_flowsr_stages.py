@@ -136,3 +136,22 @@ def test_a_lora_stage_trains_adapters_only_and_the_next_stage_starts_merged(tmp_
         torch.testing.assert_close(s2.frozen(x, one, one, c), pipe.inference_net()(x, one, one, c))
     with pytest.raises(ConfigError, match="lora must be unset in the adversarial stage"):
         resolve_config("flowmapsr-stage4-adversarial", tiny(tmp_path / "x", *lora))
+
+
+def test_flowsr_stage2_with_the_gan_term_trains_lora_and_the_discriminator(tmp_path, tiny, stage1):
+    """FlowSR's GAN term: the adversarial stage with the consistency objective as its anchor
+    (the frozen teacher is copied before the LoRA adapters go in)."""
+    out = tmp_path / "gan"
+    cfg = resolve_config(
+        "flowsr-stage2-consistency",
+        tiny(out, "max_steps=2", *CHEAP_D, f"init_from={stage1}", "adversarial.enabled=true",
+             "adversarial.disc.channels=8", "adversarial.disc.depth=2",
+             r"adversarial.lora.targets='.*blocks\.\d+\.conv[12]'", "adversarial.lora.rank=2"),
+    )  # fmt: skip
+    t = Trainer(cfg)
+    assert not any("lora_" in n for n, _ in t.frozen.named_parameters())
+    export = t.fit()
+    logs = read_csv(out / "train.csv")[-1]
+    assert {"loss_cd", "loss_hr", "anchor"} <= set(logs) and any(k.startswith("d_") for k in logs)
+    pipe = SRPipeline.from_pretrained(export)
+    assert pipe.config.solver == "consistency" and pipe.config.lora is not None
