@@ -155,3 +155,20 @@ def test_flowsr_stage2_with_the_gan_term_trains_lora_and_the_discriminator(tmp_p
     assert {"loss_cd", "loss_hr", "anchor"} <= set(logs) and any(k.startswith("d_") for k in logs)
     pipe = SRPipeline.from_pretrained(export)
     assert pipe.config.solver == "consistency" and pipe.config.lora is not None
+
+
+def test_the_next_stage_keeps_the_start_s_random_codec(tmp_path, tiny):
+    """A tiny random VAE has no weights folder: stage 2 must reuse stage 1's, not draw another
+    (its frozen teacher learned in stage 1's latent space)."""
+    common = (*CHEAP_D, "codec.type=vae", "net.in_channels=4")
+    s1 = train(
+        resolve_config("flowsr-stage1-srflow", tiny(tmp_path / "s1", "max_steps=1", *common))
+    )
+    t = Trainer(
+        resolve_config(
+            "flowsr-stage2-consistency",
+            tiny(tmp_path / "s2", "max_steps=1", *common, f"init_from={s1}"),
+        )
+    )
+    start = SRPipeline.from_pretrained(s1).codec.state_dict()
+    assert all(torch.equal(t.codec.state_dict()[k], v) for k, v in start.items())

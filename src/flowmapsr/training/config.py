@@ -172,10 +172,6 @@ def check_config(config: TrainConfig) -> TrainConfig:
     need("data.clean_fraction", 0 <= config.data.clean_fraction <= 1, "in [0, 1]")
     need("data.source", config.data.source in ("lr", "noise"), "lr or noise")
     if config.data.source == "noise":
-        # The trainer encodes src through the codec: Gaussian pixels through a VAE are not
-        # Gaussian latents, so a latent noise teacher needs the noise drawn in latent space.
-        need("codec.type", config.codec.type == "identity",
-             "identity with data.source=noise (the noise is drawn in pixel space)")  # fmt: skip
         # There is no LR to condition on: a concatenated source would be the noise itself.
         need("net.concat_source", not getattr(config.net, "concat_source", False),
              "false with data.source=noise (there is no LR condition)")  # fmt: skip

@@ -145,10 +145,11 @@ def _lr_lambda(config: TrainConfig):
     return f
 
 
-def build_network(config: TrainConfig) -> tuple[nn.Module, TrainConfig, str]:
-    """The backbone (fresh or from ``init_from``), the config with the net actually used."""
+def build_network(config: TrainConfig) -> tuple[nn.Module, TrainConfig, str, nn.Module | None]:
+    """The backbone (fresh or from ``init_from``), the config with the net actually used, a
+    note for the log, and ``init_from``'s codec (None for a fresh start)."""
     if not config.init_from:
-        return build_net(config.net), config, "fresh"
+        return build_net(config.net), config, "fresh", None
     folder = Path(config.init_from).expanduser()
     pipe = SRPipeline.from_pretrained(folder)
     net_cfg = net_config(pipe.config.net, f"{folder}: net")
@@ -159,7 +160,7 @@ def build_network(config: TrainConfig) -> tuple[nn.Module, TrainConfig, str]:
         # as the network it computes: adapters folded in at the export's scale.
         net = merged_copy(net).requires_grad_(True)
         note += f" (LoRA merged at scale {pipe.config.lora_scale:g})"
-    return net.train(), replace(config, net=net_cfg), note
+    return net.train(), replace(config, net=net_cfg), note, pipe.codec
 
 
 def stage_lora(config: TrainConfig):
@@ -223,10 +224,20 @@ class Trainer:
         torch.manual_seed(mix_seed(config.seed, 1))
 
         # Models -------------------------------------------------------------------------------
-        net, self.config, self.init_note = build_network(config)
+        net, self.config, self.init_note, init_codec = build_network(config)
         config = self.config
         adv = config.adversarial
-        self.codec = build_codec(config.codec).to(dev).eval().requires_grad_(False)
+        if (
+            init_codec is not None
+            and codec_is_state(config, init_codec)
+            and (init_codec.config.type == config.codec.type)
+        ):
+            # A codec without a weights folder (a tiny random one) is the start's own: the next
+            # stage must run in the latent space the previous one (and its teacher) learned.
+            codec = init_codec
+        else:
+            codec = build_codec(config.codec)
+        self.codec = codec.to(dev).eval().requires_grad_(False)
         self.objective = build_objective(config.objective).to(dev)
         if config.codec.type != "identity":
             self.objective.set_codec(self.codec)
@@ -418,7 +429,13 @@ class Trainer:
                 def enc(x):
                     return None if x is None else self.codec.encode(x, generator=g).float()
 
-                hr_image, hr, src, hr_neg = tb.hr, enc(tb.hr), enc(tb.src), enc(tb.hr_neg)
+                hr_image, hr, hr_neg = tb.hr, enc(tb.hr), enc(tb.hr_neg)
+                if self.config.data.source == "noise":
+                    # A latent noise → image teacher: ε is Gaussian in the latent space (pixel
+                    # noise through the encoder is not), drawn from the step's generator.
+                    src = torch.randn(hr.shape, generator=g, device=hr.device)
+                else:
+                    src = enc(tb.src)
         clean = src
         if sigma > 0:
             src = src + sigma * torch.randn(src.shape, generator=self.gen, device=src.device)
