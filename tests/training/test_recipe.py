@@ -138,3 +138,11 @@ def test_a_pairs_step_without_a_teacher_or_with_unknown_keys_is_refused(tmp_path
     )
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['colour'\]"):
         stage_configs(str(bad), tmp_path / "out")
+
+
+def test_every_shipped_recipe_resolves(tmp_path):
+    from flowmapsr.training.presets import list_recipes
+
+    for name in list_recipes():
+        stages = stage_configs(name, tmp_path / name)
+        assert stages, name
