@@ -21,8 +21,16 @@ from flowmapsr.training.trainer import Trainer
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate CLI not installed")
-def test_two_process_run_and_single_process_resume(tmp_path, tiny):
+@pytest.mark.parametrize("preset", ["flowmapsr-stage2-distill", "tiny-sd21-flowmapsr"])
+def test_two_process_run_and_single_process_resume(tmp_path, tiny, preset):
+    """The small net, and a tiny SD 2.1 UNet in a tiny VAE's latent space (its random codec
+    travels in the checkpoint)."""
     out = tmp_path / "ddp"
+    if preset.startswith("tiny-"):  # the preset is already tiny; the small net's keys differ
+
+        def tiny(out, *more):  # noqa: F811
+            return [f"output_dir={out}", "progress=none", "tensorboard=false", *more]
+
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", CUDA_VISIBLE_DEVICES="")
     cmd = [
         shutil.which("accelerate"),
@@ -38,7 +46,7 @@ def test_two_process_run_and_single_process_resume(tmp_path, tiny):
         "no",
         "-m",
         "flowmapsr.cli.train",
-        "flowmapsr-stage2-distill",
+        preset,
         *tiny(out, "max_steps=4", "checkpoint.every=2"),
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -49,7 +57,7 @@ def test_two_process_run_and_single_process_resume(tmp_path, tiny):
     assert {"rng-rank0.safetensors", "rng-rank1.safetensors"} <= {p.name for p in ck.iterdir()}
     SRPipeline.from_pretrained(out / "export")
     # One process picks the 2-process checkpoint up and continues.
-    t = Trainer(resolve_config("flowmapsr-stage2-distill", tiny(out, "max_steps=6")))
+    t = Trainer(resolve_config(preset, tiny(out, "max_steps=6")))
     t.fit()
     assert t.step == 6
     assert [int(r["step"]) for r in read_csv(out / "train.csv")][-2:] == [5, 6]
