@@ -37,7 +37,7 @@ from flowmapsr.inference.tiling import upscale_tiled
 from flowmapsr.nets import NETS, build_net, size_multiple
 from flowmapsr.nets.lora import (
     LoRAConfig,
-    attach_lora,
+    attach_lora_for_inference,
     base_state_dict,
     has_lora,
     lora_scales,
@@ -223,13 +223,19 @@ class SRPipeline:
             raise FileNotFoundError(f"{folder}: missing {WEIGHTS_NAME}")
         net.load_state_dict(load_file(str(weights)), strict=True)
         if config.lora is not None:
-            attach_lora(net, config.lora)
+            try:  # peft's adapters, or without peft plain ones merged by us
+                attach_lora_for_inference(net, config.lora)
+            except ValueError as err:
+                raise ValueError(f"{cfg_path}: {err}") from None
             lora_path = folder / LORA_NAME
             if not lora_path.is_file():
                 raise FileNotFoundError(f"{folder}: config names LoRA but {LORA_NAME} is missing")
             missing = net.load_state_dict(load_file(str(lora_path)), strict=False)
             if missing.unexpected_keys:
                 raise ValueError(f"{lora_path}: unexpected keys {missing.unexpected_keys[:3]}")
+            absent = [k for k in missing.missing_keys if "lora_" in k]
+            if absent:
+                raise ValueError(f"{lora_path}: missing adapter weights {absent[:3]}")
             set_lora_scale(net, config.lora_scale)
         try:
             codec = build_codec(config.codec)

@@ -195,8 +195,11 @@ class Trainer:
     """Builds everything from a :class:`TrainConfig` and runs it; see the module docstring."""
 
     def __init__(self, config: TrainConfig):
-        from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs
+        try:
+            from accelerate import Accelerator
+            from accelerate.utils import DistributedDataParallelKwargs
+        except ImportError:  # a slim (inference) install
+            raise ImportError("training needs accelerate: pip install 'flowmapsr[train]'") from None
 
         self.config = config
         mp = config.mixed_precision
