@@ -24,7 +24,7 @@ from flowmapsr.nets.lora import attach_lora_for_inference as attach_plain_if_no_
 
 
 def _attach_plain(net: nn.Module, config: LoRAConfig, monkeypatch) -> nn.Module:
-    """``attach_lora_for_inference`` as it runs where peft is not installed."""
+    """``attach_lora_for_inference`` where peft is not installed."""
     with monkeypatch.context() as m:
         m.setitem(__import__("sys").modules, "peft", None)
         return attach_plain_if_no_peft(net, config)
@@ -94,8 +94,11 @@ def test_plain_lora_refuses_what_it_cannot_do(monkeypatch):
     net = build_net({"type": "small", "channels": 8, "blocks": 2, "emb_dim": 16})
     with pytest.raises(ValueError, match="match no Conv2d/Linear"):
         _attach_plain(copy.deepcopy(net), LoRAConfig(targets=r"nothing\.here"), monkeypatch)
-    with pytest.raises(ValueError, match=r"need peft: pip install 'flowmapsr\[train\]'"):
+    with pytest.raises(ImportError, match=r"need peft here: pip install 'flowmapsr\[train\]'"):
         _attach_plain(copy.deepcopy(net), LoRAConfig(extra={"use_rslora": True}), monkeypatch)
+    # peft's options (here rsLoRA) still load through peft where it is installed.
+    rs = attach_plain_if_no_peft(copy.deepcopy(net), LoRAConfig(extra={"use_rslora": True}))
+    assert has_lora(rs) and not any(isinstance(m, PlainLoRA) for m in rs.modules())
     x = torch.randn(1, 3, 16, 16)
     t = torch.full((1,), 0.5)
     plain = _attach_plain(copy.deepcopy(net), LoRAConfig(rank=2), monkeypatch)

@@ -223,7 +223,7 @@ class SRPipeline:
             raise FileNotFoundError(f"{folder}: missing {WEIGHTS_NAME}")
         net.load_state_dict(load_file(str(weights)), strict=True)
         if config.lora is not None:
-            try:  # peft's adapters, or without peft plain ones merged by us
+            try:  # plain adapters merged by nets.lora (no peft needed to run a model)
                 attach_lora_for_inference(net, config.lora)
             except ValueError as err:
                 raise ValueError(f"{cfg_path}: {err}") from None

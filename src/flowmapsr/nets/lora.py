@@ -5,9 +5,10 @@ between the distilled map (scale 0) and the adversarially sharpened one (scale 1
 Reference: Hu et al. 2022 (LoRA, arXiv 2106.09685); FlowMapSR §4.3 (LoRA adversarial fine-tuning).
 
 peft is a training dependency (``pip install 'flowmapsr[train]'``). Inference does not need it:
-:func:`attach_lora_for_inference` falls back to :class:`PlainLoRA`, a frozen base layer plus
-one adapter pair under peft's parameter names (so a ``lora.safetensors`` loads either way), and
-:func:`merged_copy` folds it in with exactly the torch operations of peft's merge (same bits).
+:func:`attach_lora_for_inference` (what a pipeline folder loads with) uses :class:`PlainLoRA`,
+a frozen base layer plus one adapter pair under peft's parameter names (so one
+``lora.safetensors`` serves both), and :func:`merged_copy` folds it in with exactly the torch
+operations of peft's merge (the same bits).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def attach_lora(net: nn.Module, config: LoRAConfig) -> nn.Module:
     try:
         from peft import LoraConfig, inject_adapter_in_model
     except ImportError:
-        raise ImportError(f"training LoRA adapters needs peft: {TRAIN_HINT}") from None
+        raise ImportError(f"LoRA adapters need peft here: {TRAIN_HINT}") from None
 
     peft_cfg = LoraConfig(
         r=config.rank,
@@ -121,28 +122,22 @@ class PlainLoRA(nn.Module):
 
 
 def attach_lora_for_inference(net: nn.Module, config: LoRAConfig) -> nn.Module:
-    """Like :func:`attach_lora` (in place), with peft when it is importable; without it every
-    targeted ``Conv2d`` / ``Linear`` becomes a :class:`PlainLoRA` (all weights frozen)."""
-    try:
-        import peft  # noqa: F401
-    except ImportError:
-        pass
-    else:
+    """Like :func:`attach_lora` (in place), for loading a trained adapter to run it.
+
+    Every ``Conv2d`` / ``Linear`` the target regex matches (whole name, peft's rule) becomes a
+    :class:`PlainLoRA` (all weights frozen): no peft import, so a slim install runs LoRA models,
+    and :func:`merged_copy` gives the same bits as with peft. Configs only peft can express
+    (``extra`` options, other layer types) go through peft (an ``ImportError`` without it).
+    """
+    hits = [(n, m) for n, m in net.named_modules() if n and re.fullmatch(config.targets, n)]
+    if config.extra or any(not isinstance(m, (nn.Conv2d, nn.Linear)) for _, m in hits):
         return attach_lora(net, config)
-    if config.extra:
-        raise ValueError(f"LoRA options {sorted(config.extra)} need peft: {TRAIN_HINT}")
-    # peft's rule: the target regex must match the whole module name.
-    hits = [
-        name
-        for name, m in net.named_modules()
-        if isinstance(m, (nn.Conv2d, nn.Linear)) and re.fullmatch(config.targets, name)
-    ]
     if not hits:
         raise ValueError(f"LoRA targets '{config.targets}' match no Conv2d/Linear of the network")
-    for name in hits:
+    for name, module in hits:
         parent_name, _, child = name.rpartition(".")
         parent = net.get_submodule(parent_name) if parent_name else net
-        setattr(parent, child, PlainLoRA(getattr(parent, child), config.rank, config.alpha))
+        setattr(parent, child, PlainLoRA(module, config.rank, config.alpha))
     return net
 
 
