@@ -37,17 +37,23 @@ def _lr() -> torch.Tensor:
     return torch.rand(1, 3, 24, 20, generator=torch.Generator().manual_seed(1234))
 
 
-def test_upscaler_imports_no_training_or_large_stack():
+def test_upscaler_imports_no_training_or_large_stack(tmp_path):
+    """The pipeline (built-in LoRA model) and then ``flowmapsr upscale`` on a file."""
     code = f"""
-import sys, torch
+import sys, numpy as np, torch
+from PIL import Image
 from flowmapsr.inference.pipeline import SRPipeline
 pipe = SRPipeline.from_pretrained(None)
 lr = torch.rand(1, 3, 16, 12, generator=torch.Generator().manual_seed(0))
 out = pipe.upscale_tensor(lr, scale=4, mode="realism")
 assert out.shape == (1, 3, 64, 48)
+Image.fromarray(np.full((12, 16, 3), 90, np.uint8)).save({str(tmp_path / "in.png")!r})
+from flowmapsr.cli.main import main
+assert main(["upscale", {str(tmp_path / "in.png")!r}, "-o", {str(tmp_path / "out")!r}]) == 0
 print(",".join(m for m in {HEAVY!r} if m in sys.modules) or "none")
 """
     assert _run(code).strip().splitlines()[-1] == "none"
+    assert (tmp_path / "out" / "in.png").is_file()
 
 
 def test_builtin_model_without_peft_matches_the_reference_and_peft(tmp_path):
