@@ -32,10 +32,14 @@ from flowmapsr.nets.diffusers_common import (
     architecture,
     attention_context,
     load_backbone,
-    prompt_embeds,
     widen_input,
 )
-from flowmapsr.nets.prompt_bank import PromptBankConfig, build_bank, resolve_prompt
+from flowmapsr.nets.prompt_bank import (
+    PromptBankConfig,
+    build_bank,
+    resolve_prompt,
+    saved_bank_config,
+)
 
 
 @dataclass
@@ -151,7 +155,7 @@ class FluxFlowMap(nn.Module):
         ``UNetFlowMap.architecture_config``)."""
         arch = architecture(self.backbone)
         arch["in_channels"] = self.packed_channels
-        bank = replace(self.config.prompts, tokens=self.prompts.tokens.shape[1], encoders=None)
+        bank = saved_bank_config(self.config.prompts, self.prompts)
         return replace(self.config, pretrained=None, backbone=arch, prompts=bank)
 
     def forward(
@@ -168,8 +172,7 @@ class FluxFlowMap(nn.Module):
             raise ValueError(f"the flux adapter needs even latent H and W, got {(h, w)}")
         if cond is None:
             raise ValueError("the flux adapter needs cond (text embeddings in cond.prompt)")
-        prompt = resolve_prompt(self.prompts, cond.prompt, n)
-        prompt = prompt_embeds(prompt, n, x.dtype, "the flux adapter")
+        prompt = resolve_prompt(self.prompts, cond.prompt, n, x.dtype, "the flux adapter")
         if prompt.pooled is None:
             raise ValueError("FLUX needs the pooled text embedding (PromptEmbeds.pooled)")
         tokens = pack(x.contiguous())

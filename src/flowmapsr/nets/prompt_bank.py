@@ -23,14 +23,14 @@ the tests write tiny random encoders to a folder to check the encoding path.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from flowmapsr.flowmap import PROMPT_NEG, PROMPT_NULL, PROMPT_POS
-from flowmapsr.nets.diffusers_common import PromptEmbeds
+from flowmapsr.nets.diffusers_common import PromptEmbeds, prompt_embeds
 
 ROLES = {PROMPT_NULL: "null", PROMPT_POS: "pos", PROMPT_NEG: "neg"}
 ENCODINGS = ("sd21", "sdxl", "flux")
@@ -111,14 +111,21 @@ class PromptBank(nn.Module):
             self.pooled.copy_(torch.randn(self.pooled.shape, generator=g))
 
 
-def resolve_prompt(bank: PromptBank, prompt, n: int) -> PromptEmbeds | torch.Tensor:
-    """``Condition.prompt`` for a text-conditioned backbone: role ids (or None = null) through
-    the bank; embeddings as given."""
+def resolve_prompt(bank: PromptBank, prompt, n: int, dtype: torch.dtype, who: str) -> PromptEmbeds:
+    """``Condition.prompt`` for a text-conditioned backbone as :class:`PromptEmbeds` of batch
+    ``n`` in ``dtype``: role ids (or None = null) through the bank, embeddings as given (checked
+    by :func:`~flowmapsr.nets.diffusers_common.prompt_embeds`, which names ``who``)."""
     if prompt is None:
         prompt = torch.full((n,), PROMPT_NULL, dtype=torch.long, device=bank.tokens.device)
     if isinstance(prompt, torch.Tensor) and not prompt.is_floating_point():
-        return bank.lookup(prompt)
-    return prompt
+        prompt = bank.lookup(prompt)
+    return prompt_embeds(prompt, n, dtype, who)
+
+
+def saved_bank_config(config: PromptBankConfig, bank: PromptBank) -> PromptBankConfig:
+    """The bank's config as an exported model stores it: the cached length, no encoder folder
+    (the encodings travel in the weights)."""
+    return replace(config, tokens=bank.tokens.shape[1], encoders=None)
 
 
 def _tokenize(folder: Path, subfolder: str, texts: list[str], max_length: int | None):

@@ -37,10 +37,14 @@ from flowmapsr.nets.diffusers_common import (
     architecture,
     attention_context,
     load_backbone,
-    prompt_embeds,
     widen_input,
 )
-from flowmapsr.nets.prompt_bank import PromptBankConfig, build_bank, resolve_prompt
+from flowmapsr.nets.prompt_bank import (
+    PromptBankConfig,
+    build_bank,
+    resolve_prompt,
+    saved_bank_config,
+)
 
 VARIANTS = ("sdxl", "sd21")
 
@@ -183,7 +187,7 @@ class UNetFlowMap(nn.Module):
         ready for a saved state dict (what a pipeline's ``config.json`` should hold)."""
         arch = architecture(self.backbone)
         arch["in_channels"] = self.latent_channels  # conv_in is widened by the adapter itself
-        bank = replace(self.config.prompts, tokens=self.prompts.tokens.shape[1], encoders=None)
+        bank = saved_bank_config(self.config.prompts, self.prompts)
         return replace(self.config, pretrained=None, backbone=arch, prompts=bank)
 
     def forward(
@@ -194,8 +198,7 @@ class UNetFlowMap(nn.Module):
         n = x.shape[0]
         if cond is None:
             raise ValueError("the unet adapter needs cond (text embeddings in cond.prompt)")
-        prompt = resolve_prompt(self.prompts, cond.prompt, n)
-        prompt = prompt_embeds(prompt, n, x.dtype, "the unet adapter")
+        prompt = resolve_prompt(self.prompts, cond.prompt, n, x.dtype, "the unet adapter")
         x = x.contiguous()
         h = x
         if c.concat_source:

@@ -77,6 +77,8 @@ class TrainStep(nn.Module):
         self.net, self.objective, self.disc, self.perceptual = net, objective, disc, perceptual
         self.frozen = frozen  # the frozen teacher (objectives with needs_frozen_teacher)
         self.config = config
+        # How the export samples (solver, source time): the adversarial sample does the same.
+        self.sampling = pipeline_config(config, {})
 
     def one_step_sample(self, src_path, src_clean, nfe: int) -> torch.Tensor:
         """``X(src; 1 → 0)`` with ``nfe`` jumps, with gradients (the adversarial sample)."""
@@ -88,7 +90,7 @@ class TrainStep(nn.Module):
             ),
             source=src_clean,
         )
-        pc = pipeline_config(self.config, {})
+        pc = self.sampling
         grid = time_grid(nfe, device=src_path.device, start=pc.source_time)
         return SOLVERS[pc.solver](self.net, src_path, grid, cond)
 
