@@ -172,3 +172,74 @@ def test_cli_generates_resumes_and_names_bad_input(tmp_path, teacher, capsys):
     assert "not a noise → image teacher" in capsys.readouterr().err
     assert main([*argv, "--size", "18"]) == 2  # not a multiple of the scale
     assert "not a multiple of scale 4" in capsys.readouterr().err
+
+
+def _photos(folder: Path, n: int = 3) -> Path:
+    from PIL import Image
+
+    folder.mkdir()
+    g = torch.Generator().manual_seed(1)
+    for k in range(n):
+        a = (torch.rand(40 + 8 * k, 48, 3, generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(a).save(folder / f"p{k}.png")
+    return folder
+
+
+def test_inverted_pairs_hold_photo_crops_and_the_teachers_reverse_ode(tmp_path, teacher):
+    photos = _photos(tmp_path / "photos")
+    settings = {**SETTINGS, "steps": 8}
+    out = generate_pairs(teacher, tmp_path / "inv", images=photos, progress=False,
+                         log=lambda m: None, **settings)  # fmt: skip
+    got = _all(out)
+    assert got["eps"].shape == got["z0"].shape == (10, 3, 32, 32)
+    # x_0 are 8-bit photo crops (identity codec: z_0 = x_0); pairs 0 and 3 are two crops of p0.
+    q = (model_to_unit(got["x0"]) * 255).round() / 255
+    torch.testing.assert_close(model_to_unit(got["x0"]), q, atol=1e-6, rtol=0)
+    torch.testing.assert_close(got["z0"], got["x0"])
+    assert not torch.equal(got["x0"][0], got["x0"][3])
+    # ε is the reversed Euler solve from z_0; running the teacher forward from ε comes back near
+    # z_0 (explicit Euler is not exactly invertible: the error shrinks with the steps).
+    pipe = SRPipeline.from_pretrained(teacher)
+    with torch.no_grad():
+        eps = euler_solve(pipe.net, got["z0"][:4], time_grid(8).flip(0), Condition())
+        back = euler_solve(pipe.net, got["eps"], time_grid(8), Condition())
+    torch.testing.assert_close(got["eps"][:4], eps)
+    assert not torch.allclose(got["eps"], got["z0"], atol=1e-2)
+    err = (back - got["z0"]).abs().mean() / (got["eps"] - got["z0"]).abs().mean()
+    assert err < 0.2, err
+    # The LR is still the degradation of x_0 with pair i's generator.
+    i = 4
+    deg = Degradation.from_preset("realesrgan")
+    lr, _ = deg(model_to_unit(got["x0"][i : i + 1]).clamp(0, 1), 4, [make_generator(5, 53, i)])
+    assert torch.equal((lr * 255).round().to(torch.uint8)[0], got["lr"][i])
+    man = read_manifest(out)
+    assert man["settings"]["images"] == str(photos.resolve())
+    assert "inverted" in man["solver"]
+    # Same settings resume; other photos are the one-line settings error.
+    generate_pairs(teacher, tmp_path / "inv", images=photos, progress=False,
+                   log=lambda m: None, **settings)  # fmt: skip
+    with pytest.raises(PairsError, match="other settings: images="):
+        generate_pairs(teacher, tmp_path / "inv", progress=False, log=lambda m: None,
+                       **settings)  # fmt: skip
+
+
+def test_inverted_pairs_name_a_missing_or_empty_folder(tmp_path, teacher):
+    with pytest.raises(PairsError, match="no such image folder"):
+        generate_pairs(teacher, tmp_path / "x", images=tmp_path / "nope", progress=False,
+                       **SETTINGS)  # fmt: skip
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PairsError, match="empty.*no readable images"):
+        generate_pairs(teacher, tmp_path / "y", images=tmp_path / "empty", progress=False,
+                       **SETTINGS)  # fmt: skip
+
+
+def test_a_manifest_from_before_inversion_still_resumes(tmp_path, teacher):
+    import json
+
+    out = generate_pairs(teacher, tmp_path / "old", progress=False, log=lambda m: None,
+                         **SETTINGS)  # fmt: skip
+    man = json.loads((out / MANIFEST).read_text())
+    for k in ("images", "max_side"):
+        del man["settings"][k]
+    (out / MANIFEST).write_text(json.dumps(man))
+    generate_pairs(teacher, out, progress=False, log=lambda m: None, **SETTINGS)

@@ -48,6 +48,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument(
         "--batch-size", type=bounded(int, 1, 4096), default=8, help="pairs per teacher call"
     )
+    g.add_argument(
+        "--from-images",
+        metavar="DIR",
+        default=None,
+        help="invert HR crops of these photos through the teacher (t = 0 → 1) instead of "
+        "sampling from noise: pairs on the teacher's ODE whose images are photos (not in the "
+        "FluxSR paper; for teachers too weak to generate images)",
+    )
+    g.add_argument(
+        "--max-side",
+        type=bounded(int, 0, 65536),
+        default=0,
+        help="--from-images: shrink photos to this longer side first (0 = as they are)",
+    )
     g.add_argument("--device", default="cpu", help="torch device (default cpu)")
     return p
 
@@ -72,6 +86,8 @@ def run(args) -> int:
             degradation=args.degradation,
             device=args.device,
             batch_size=args.batch_size,
+            images=args.from_images,
+            max_side=args.max_side,
         )
     except (PairsError, ConfigError) as err:
         print(f"flowmapsr pairs: error: {err}", file=sys.stderr)

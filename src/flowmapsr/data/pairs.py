@@ -32,6 +32,16 @@ Resumption: each shard is written atomically (:mod:`flowmapsr.atomic`), so a sha
 exists is complete; a rerun with the same settings skips those and makes the missing ones, and
 temp files of a killed run are removed. Other settings in an existing folder are an error.
 
+Inverted pairs (``images``, ``flowmapsr pairs generate --from-images DIR``) — not in the paper:
+``x_0`` is a real HR crop (pair ``i``: image ``i mod N`` of the folder, crop and flips seeded by
+``(seed, i // N, i mod N)``), ``z_0 = encode(x_0)``, and ``ε`` comes from running the same Euler
+solver the other way, ``t = 0 → 1``, from ``z_0``. The pair is then (up to the inversion error of
+explicit Euler, which shrinks with ``steps``) on the teacher's trajectory as FTD needs, while the
+HR images are photos, not the teacher's samples. Why: a teacher too weak to generate images (a
+small net trained for minutes on a CPU) still has an ODE that couples noise and photos; with
+sampled pairs the student learns to super-resolve the teacher's failures. ``x0`` then holds the
+crop itself (not ``decode(z0)``), so the reconstruction loss compares with the photo.
+
 Training reads complete folders through :class:`PairShardDataset` (``data.kind: pairs``).
 """
 
@@ -42,7 +52,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -56,7 +66,7 @@ from flowmapsr.training.data import make_generator
 
 MANIFEST = "manifest.json"
 FORMAT = "flowmapsr-pairs/1"
-TAG_EPS, TAG_DEGRADE, TAG_ENCODE = 51, 53, 59
+TAG_EPS, TAG_DEGRADE, TAG_ENCODE, TAG_ENCODE_HR = 51, 53, 59, 61
 TENSORS = ("index", "eps", "z0", "x0", "lr", "zl")
 
 
@@ -81,6 +91,8 @@ class PairSettings:
     shard_size: int  # pairs per shard
     degradation: str = "realesrgan"  # preset of flowmapsr.data.degradations
     grid: str = "uniform"  # time grid kind (flowmapsr.inference.solvers.time_grid)
+    images: str = ""  # "" = sample z_0 from ε; a folder = invert its HR crops (module docstring)
+    max_side: int = 0  # inverted pairs: photos shrunk to this longer side first (0 = as they are)
 
     @property
     def shards(self) -> int:
@@ -94,6 +106,10 @@ class PairSettings:
         for key, lo in (("count", 1), ("size", 1), ("scale", 1), ("steps", 1), ("shard_size", 1)):
             if getattr(self, key) < lo:
                 raise PairsError(f"{key} must be ≥ {lo}, got {getattr(self, key)}")
+        if self.max_side < 0:
+            raise PairsError(f"max_side must be ≥ 0, got {self.max_side}")
+        if self.images and not Path(self.images).is_dir():
+            raise PairsError(f"{self.images}: no such image folder (--from-images)")
         if self.size % self.scale:
             raise PairsError(f"size {self.size} is not a multiple of scale {self.scale}")
 
@@ -131,6 +147,39 @@ class PairMaker:
         self.degrade = Degradation.from_preset(settings.degradation)
         codec = pipe.codec
         self.latent_shape = (codec.channels, *codec.latent_size(settings.size, settings.size))
+        self.photos = None
+        if settings.images:
+            from flowmapsr.data.datasets import HRFolderDataset
+
+            try:
+                self.photos = HRFolderDataset(
+                    settings.images, settings.size, augment=True, seed=settings.seed,
+                    multiple_of=1, max_side=settings.max_side or None,
+                )  # fmt: skip
+            except ValueError as err:
+                raise PairsError(f"{settings.images}: {err}") from None
+
+    def photo(self, index: int) -> torch.Tensor:
+        """Pair ``index``'s HR crop ``(3, size, size)`` in ``[0, 1]`` (inverted pairs)."""
+        n = len(self.photos)
+        self.photos.set_epoch(index // n)  # a new crop of the same image on each pass
+        return self.photos[index % n]["hr"]
+
+    def _encode(self, x: torch.Tensor, indices: range, tag: int) -> torch.Tensor:
+        """``encode(x)`` of ``(n, 3, H, W)`` model-space images; a sampling codec draws each
+        pair's latent from that pair's own generator."""
+        codec, dev, dt = self.pipe.codec, self.pipe.device, self.pipe.dtype
+        if not codec.samples:
+            return codec.encode(x.to(dt))
+        return torch.cat(
+            [
+                codec.encode(
+                    x[k : k + 1].to(dt),
+                    generator=make_generator(self.s.seed, tag, i, device=dev),
+                )
+                for k, i in enumerate(indices)
+            ]
+        )
 
     @torch.no_grad()
     def make(self, indices: range) -> dict[str, torch.Tensor]:
@@ -147,26 +196,20 @@ class PairMaker:
         s, pipe = self.s, self.pipe
         dev, dt = pipe.device, pipe.dtype
         hw = (s.size, s.size)
-        eps = torch.stack([noise_for(s.seed, i, self.latent_shape, dev) for i in indices])
         grid = time_grid(s.steps, s.grid, device=dev)
-        z0 = euler_solve(pipe.inference_net(), eps.to(dt), grid, Condition()).float()
-        x0 = pipe.codec.decode(z0.to(dt), size=hw).float().clamp(-1, 1)
+        net = pipe.inference_net()
+        if self.photos is None:
+            eps = torch.stack([noise_for(s.seed, i, self.latent_shape, dev) for i in indices])
+            z0 = euler_solve(net, eps.to(dt), grid, Condition()).float()
+            x0 = pipe.codec.decode(z0.to(dt), size=hw).float().clamp(-1, 1)
+        else:  # inverted: the same solver on the reversed grid, photo → noise
+            x0 = unit_to_model(torch.stack([self.photo(i) for i in indices]).to(dev))
+            z0 = self._encode(x0, indices, TAG_ENCODE_HR).float()
+            eps = euler_solve(net, z0.to(dt), grid.flip(0), Condition()).float()
         gens = [make_generator(s.seed, TAG_DEGRADE, i, device=dev) for i in indices]
         lr, _ = self.degrade(model_to_unit(x0).clamp(0, 1), s.scale, gens)
         src = unit_to_model(upsample_source(lr.clamp(0, 1), hw))
-        codec = pipe.codec
-        if codec.samples:  # one latent draw per pair, from that pair's own generator
-            zl = torch.cat(
-                [
-                    codec.encode(
-                        src[k : k + 1].to(dt),
-                        generator=make_generator(s.seed, TAG_ENCODE, i, device=dev),
-                    )
-                    for k, i in enumerate(indices)
-                ]
-            )
-        else:
-            zl = codec.encode(src.to(dt))
+        zl = self._encode(src, indices, TAG_ENCODE)
         return {
             "index": torch.tensor(list(indices), dtype=torch.int64),
             "eps": eps.float().cpu(),
@@ -188,6 +231,10 @@ def _manifest(settings: PairSettings, pipe, complete: bool, done: int) -> dict:
             "eps": f"mix_seed(seed, {TAG_EPS}, index)",
             "degradation": f"mix_seed(seed, {TAG_DEGRADE}, index)",
             "encode": f"mix_seed(seed, {TAG_ENCODE}, index) (sampling codecs only)",
+            "encode_hr": f"mix_seed(seed, {TAG_ENCODE_HR}, index) (inverted pairs, sampling "
+            "codecs only)",
+            "crop": "HRFolderDataset(images, size, seed).set_epoch(index // N)[index % N] "
+            "(inverted pairs)",
         },
         "teacher_net": pipe.config.net,
         "codec": pipe.config.codec,
@@ -196,7 +243,8 @@ def _manifest(settings: PairSettings, pipe, complete: bool, done: int) -> dict:
             *pipe.codec.latent_size(settings.size, settings.size),
         ],
         "teacher_info": pipe.config.info,
-        "solver": "euler on u(x, t, t), null condition",
+        "solver": "euler on u(x, t, t), null condition"
+        + (", t = 0 → 1 from encode(photo crop) (inverted pairs)" if settings.images else ""),
         "tensors": list(TENSORS),
     }
 
@@ -221,6 +269,9 @@ def read_manifest(folder: str | os.PathLike) -> dict:
 
 def _check_same(path: Path, old: dict, new: PairSettings) -> None:
     want = asdict(new)
+    # A key an older manifest lacks had its default then (e.g. images = "" before inversion).
+    defaults = {f.name: f.default for f in fields(PairSettings) if f.default is not MISSING}
+    old = {**defaults, **old}
     diffs = [f"{k}={old.get(k)!r} (now {v!r})" for k, v in want.items() if old.get(k) != v]
     if diffs:
         raise PairsError(
@@ -243,8 +294,13 @@ def generate_pairs(
     batch_size: int = 8,
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
+    images: str | os.PathLike | None = None,
+    max_side: int = 0,
 ) -> Path:
     """Make (or finish) the pairs folder ``output``; returns it. See the module docstring.
+
+    ``images``: a folder of HR photos to invert through the teacher instead of sampling from
+    noise (inverted pairs); ``max_side`` shrinks those photos first.
 
     ``progress``: a tqdm bar over shards (None: when stderr is a terminal); otherwise ``log``
     (default: stderr) gets one line per shard.
@@ -255,8 +311,10 @@ def generate_pairs(
 
     out = Path(output)
     teacher = Path(teacher).expanduser().resolve()
+    images = str(Path(images).expanduser().resolve()) if images else ""
     settings = PairSettings(str(teacher), int(count), int(size), int(scale), int(steps),
-                            int(seed), int(shard_size), degradation)  # fmt: skip
+                            int(seed), int(shard_size), degradation, images=images,
+                            max_side=int(max_side))  # fmt: skip
     settings.check()
     if log is None:
 
