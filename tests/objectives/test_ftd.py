@@ -199,3 +199,29 @@ def test_bad_inputs_are_one_line_errors(gen):
         _objective(t_low=1.0)
     with pytest.raises(ValueError, match="no layer of the network"):
         _objective(adl=0.1)(net, b)  # SmoothNet has no residual blocks to hook
+
+
+class CountingNet(SmoothNet):
+    calls = 0
+
+    def forward(self, x, t, r, cond=None):
+        self.calls += 1
+        return super().forward(x, t, r, cond)
+
+
+def test_ftd_weight_scales_the_trajectory_term_and_zero_is_the_rec_only_ablation(gen):
+    b, net = _batch(gen), CountingNet()
+    full = _objective(rec=2.0)(net, b, generator=torch.Generator().manual_seed(0))
+    assert net.calls == 2  # the trajectory point and the one-step generator
+    half = _objective(rec=2.0, ftd=0.5)(net, b, generator=torch.Generator().manual_seed(0))
+    rec, ftd = full.logs["loss_rec"], full.logs["loss_ftd"]
+    assert half.logs["loss_ftd"] == pytest.approx(ftd)
+    assert float(half.loss) == pytest.approx(0.5 * ftd + 2 * rec)
+    net.calls = 0
+    off = _objective(rec=2.0, ftd=0.0)(net, b, generator=torch.Generator().manual_seed(0))
+    assert net.calls == 1 and off.logs["loss_ftd"] == 0.0
+    assert float(off.loss) == pytest.approx(2 * rec)
+    with pytest.raises(ValueError, match="nothing trains the map"):
+        _objective(rec=0.0, ftd=0.0)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        _objective(ftd=-1.0)

@@ -88,8 +88,10 @@ def _tv_lpips_distance() -> DistanceConfig:
 
 @dataclass
 class FTDConfig:
-    """FluxSR (objective ``ftd``): ``L_FTD + rec·L_Rec + adl·L_ADL`` (seed 003 Algorithm 1).
+    """FluxSR (objective ``ftd``): ``ftd·L_FTD + rec·L_Rec + adl·L_ADL`` (seed 003 Algorithm 1).
 
+    ftd: L_FTD's weight (1; 0 = the paper's "w/o FTD" ablation: the one-step generator trained
+    on L_Rec alone, Table 4).
     t_low: ``T_L``, the time of the LR latent on the teacher's noise → image line; t ~ U[T_L, 1].
     distance: ``L_Rec``'s image distance, ``MSE + λ·TV-LPIPS`` (λ = ``perceptual.weight``,
         γ = ``perceptual.tv_gamma``). adl: μ; adl_layers: a regex (``re.fullmatch`` over the
@@ -99,6 +101,7 @@ class FTDConfig:
     """
 
     t_low: float = 0.5
+    ftd: float = 1.0
     rec: float = 1.0
     adl: float = 0.01
     adl_layers: str = "auto"

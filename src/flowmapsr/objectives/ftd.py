@@ -78,8 +78,12 @@ class FTD(FlowMapObjective):
             raise ValueError(f"objective ftd: t_low (T_L) must lie in (0, 1), got {c.t_low}")
         if self.config.guidance.enabled:
             raise ValueError("objective ftd: guidance is not part of FluxSR (guidance.enabled)")
-        if c.rec < 0 or c.adl < 0:
-            raise ValueError(f"objective ftd: rec and adl must be >= 0, got {c.rec}, {c.adl}")
+        if c.ftd < 0 or c.rec < 0 or c.adl < 0:
+            raise ValueError(
+                f"objective ftd: ftd, rec and adl must be >= 0, got {c.ftd}, {c.rec}, {c.adl}"
+            )
+        if c.ftd == 0 and c.rec == 0:
+            raise ValueError("objective ftd: ftd and rec are both 0: nothing trains the map")
         self.distance = Distance(c.distance)
 
     def off_diagonal_target(self, net, teacher, x, t, r, cond, u, v_diag, generator=None):
@@ -115,11 +119,14 @@ class FTD(FlowMapObjective):
             raise ValueError(f"objective ftd: t must lie in [T_L, 1] = [{t_low:g}, 1]")
 
         # FTD (Eq. 15–17), written as the paper writes it.
-        z_t = trajectory_point(z_low, eps, t, t_low)
-        v_theta = net(z_t, t, t, batch.cond)
-        u_t = eps - z0
-        v_phi = (u_t - t_low * v_theta) / (1 - t_low)
-        ftd = squared_error((1 - t_low) * v_phi, eps - z_low)
+        if c.ftd > 0:
+            z_t = trajectory_point(z_low, eps, t, t_low)
+            v_theta = net(z_t, t, t, batch.cond)
+            u_t = eps - z0
+            v_phi = (u_t - t_low * v_theta) / (1 - t_low)
+            ftd = squared_error((1 - t_low) * v_phi, eps - z_low)
+        else:  # "w/o FTD": no trajectory term (and no network call for it)
+            ftd = z0.new_zeros(n)
 
         # The one-step generator (Eq. 18) with ADL's hooks on its forward only.
         rec = torch.zeros_like(ftd)
@@ -133,7 +140,7 @@ class FTD(FlowMapObjective):
                 z0_hat = one_step(net, z_low, t_low, batch.cond)
             if c.rec > 0:
                 rec = self.distance(self.to_image(z0_hat), self.hr_image(batch)).to(ftd.dtype)
-        per_sample = ftd + c.rec * rec + c.adl * adl
+        per_sample = c.ftd * ftd + c.rec * rec + c.adl * adl
         loss = per_sample.mean()
         logs = {
             "loss": float(loss.detach()),
