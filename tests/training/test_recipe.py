@@ -146,3 +146,82 @@ def test_every_shipped_recipe_resolves(tmp_path):
     for name in list_recipes():
         stages = stage_configs(name, tmp_path / name)
         assert stages, name
+
+
+def test_the_real_size_fluxsr_recipe_resolves_and_names_its_missing_weights(tmp_path):
+    """flux-fluxsr: FLUX.1-dev as an untrained teacher (no weights here), its pairs, then a LoRA
+    FTD student on the adapter's FLUX targets; building the teacher fails in one line."""
+    from flowmapsr.nets import build_net
+    from flowmapsr.nets.flux_adapter import lora_target_regex
+    from flowmapsr.training.recipe import PairsStage, UntrainedStage
+
+    teacher, pairs, ftd = stage_configs("flux-fluxsr", tmp_path)
+    assert isinstance(teacher, UntrainedStage) and isinstance(pairs, PairsStage)
+    t = teacher.config
+    assert t.net.type == "flux" and not t.net.concat_source and t.codec.type == "vae"
+    assert pairs.teacher == str(tmp_path / "teacher" / "export")
+    assert pairs.settings["count"] == 2400 and pairs.settings["size"] == 1024
+    assert ftd.objective.name == "ftd" and ftd.init_from == pairs.teacher
+    assert ftd.lora.targets == lora_target_regex() and ftd.data.crop_size == 1024
+    with pytest.raises(FileNotFoundError, match="models/flux1-dev") as err:
+        build_net(t.net)
+    assert "\n" not in str(err.value)
+
+
+def test_an_untrained_teacher_stage_exports_the_network_as_built_and_feeds_pairs(tmp_path):
+    """``train: false`` on a tiny FLUX teacher → pairs → 2 FTD steps: the flux-fluxsr path."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        """
+stages:
+  - name: teacher
+    preset: fluxsr-teacher-fm
+    train: false
+    overrides:
+      net: {type: flux, concat_source: false}
+      codec: {type: vae}
+      data: {kind: synthetic, roots: [], crop_size: 32, batch_size: 2, scales: [4]}
+      validation: {hr_dir: '', lr_dir: '', every: 0, niqe: false, crop: 32, count: 1, steps: [1]}
+  - name: pairs
+    pairs: {count: 4, size: 32, scale: 4, steps: 2, shard_size: 2}
+  - name: ftd
+    preset: fluxsr-ftd
+    overrides:
+      max_steps: 2
+      progress: none
+      tensorboard: false
+      codec: {type: vae}
+      data: {crop_size: 32, batch_size: 2, scales: [4], source: lr}
+      validation: {hr_dir: '', lr_dir: '', every: 0, niqe: false, crop: 32, count: 1, steps: [1]}
+      checkpoint: {every: 0, keep: 1}
+""",
+        encoding="utf-8",
+    )
+    torch.manual_seed(0)
+    final = run_recipe(str(recipe), tmp_path / "out")
+    info = json.loads((tmp_path / "out/teacher/export/config.json").read_text())["info"]
+    assert info["untrained"] is True and info["step"] == 0
+    assert not (tmp_path / "out/teacher/checkpoints").exists()
+    teacher = SRPipeline.from_pretrained(tmp_path / "out/teacher/export")
+    pairs = json.loads((tmp_path / "out/pairs/manifest.json").read_text())
+    assert pairs["complete"] and pairs["teacher_net"]["type"] == "flux"
+    pipe = SRPipeline.from_pretrained(final)
+    assert pipe.config.info["stage"] == "ftd" and pipe.config.source_time == 0.5
+    # The student started as the teacher: their weights differ only by 2 FTD steps.
+    t_state, s_state = teacher.net.state_dict(), pipe.net.state_dict()
+    assert t_state.keys() == s_state.keys()
+    diff = max(float((t_state[k] - s_state[k]).abs().max()) for k in t_state)
+    assert 0 < diff < 0.05
+    y = pipe.upscale_tensor(torch.rand(1, 3, 8, 8), scale=4)
+    assert y.shape == (1, 3, 32, 32) and torch.isfinite(y).all()
+    # A rerun finds every stage done: the untrained export is not rebuilt.
+    mtime = (tmp_path / "out/teacher/export/config.json").stat().st_mtime_ns
+    run_recipe(str(recipe), tmp_path / "out")
+    assert (tmp_path / "out/teacher/export/config.json").stat().st_mtime_ns == mtime
+
+
+def test_train_must_be_a_boolean(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stages:\n  - {name: t, preset: fluxsr-teacher-fm, train: 'no'}\n")
+    with pytest.raises(ConfigError, match="train must be true or false"):
+        stage_configs(str(bad), tmp_path / "out")

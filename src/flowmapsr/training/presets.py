@@ -91,7 +91,7 @@ def recipe_dict(name: str) -> dict:
                 f"{path}: stage {i} needs 'name' and either 'preset' (a training stage) or "
                 "'pairs' (teacher-pair generation)"
             )
-        unknown = set(st) - {"name", "preset", "overrides", "pairs"}
+        unknown = set(st) - {"name", "preset", "overrides", "pairs", "train"}
         if unknown:
             raise ConfigError(f"{path}: stage '{st['name']}': unknown key(s) {sorted(unknown)}")
     return data

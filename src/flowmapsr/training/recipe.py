@@ -5,7 +5,10 @@ logs, ``export/``) with ``init_from`` set to the previous stage's export, then c
 export to ``out/final`` (atomically). A ``pairs:`` stage (FluxSR) instead runs the last export
 as a teacher (``flowmapsr pairs generate`` with the stage's settings) into ``out/<stage>/``; the
 next training stage then trains on those pairs (``data.kind: pairs``) and starts from that
-teacher. A stage whose export already records its final step is
+teacher. A stage with ``train: false`` trains nothing: it exports the preset's network as built
+(a pretrained backbone from its local folder, with the adapters' zero-initialised inputs), for a
+teacher used as published — FLUX.1-dev for FluxSR's pairs. A stage whose export already records
+its final step is
 skipped, so re-running an interrupted recipe resumes where it stopped (and the stage in progress
 resumes from its last checkpoint).
 """
@@ -31,6 +34,14 @@ class PairsStage:
     teacher: str
     output: str
     settings: dict = field(default_factory=dict)
+
+
+@dataclass
+class UntrainedStage:
+    """A recipe step (``train: false``) that exports its config's network without training."""
+
+    name: str
+    config: TrainConfig
 
 
 PAIRS_KEYS = {"count", "size", "scale", "steps", "seed", "shard_size", "degradation",
@@ -90,9 +101,43 @@ def stage_configs(
             check_config(cfg)
         except ConfigError as err:
             raise ConfigError(f"recipe '{recipe}', stage '{st['name']}': {err}") from None
-        configs.append(cfg)
+        train = st.get("train", True)
+        if not isinstance(train, bool):
+            raise ConfigError(f"recipe '{recipe}', stage '{st['name']}': train must be true "
+                              f"or false, got {train!r}")  # fmt: skip
+        configs.append(cfg if train else UntrainedStage(st["name"], cfg))
         prev = out / st["name"] / "export"
     return configs
+
+
+def export_untrained(cfg: TrainConfig) -> Path:
+    """Export ``cfg``'s network as built (no optimizer step) to ``output_dir/export``.
+
+    The export records ``step: 0`` and ``untrained: true``; a pretrained backbone's full weights
+    are written (the next stage's ``init_from`` reads them like any export).
+    """
+    from flowmapsr.codecs import build_codec
+    from flowmapsr.inference.pipeline import SRPipeline
+    from flowmapsr.training.export import pipeline_config
+    from flowmapsr.training.trainer import build_network
+
+    net, cfg, note, codec = build_network(cfg)
+    if codec is None:
+        codec = build_codec(cfg.codec)
+    info = {"stage": cfg.name, "step": 0, "untrained": True, "complete": True, "init": note,
+            "objective": "none: the network as built, not trained"}  # fmt: skip
+    export = Path(cfg.output_dir) / "export"
+    SRPipeline(net.eval(), pipeline_config(cfg, info), codec=codec.eval()).save_pretrained(export)
+    return export
+
+
+def untrained_done(stage: UntrainedStage) -> bool:
+    meta = Path(stage.config.output_dir) / "export" / "config.json"
+    try:
+        info = json.loads(meta.read_text(encoding="utf-8")).get("info", {})
+    except (OSError, json.JSONDecodeError):
+        return False
+    return info.get("stage") == stage.name and info.get("untrained") is True
 
 
 def stage_done(cfg: TrainConfig) -> bool:
@@ -143,6 +188,17 @@ def run_recipe(
                 print(f"flowmapsr recipe: stage {i + 1}/{len(configs)} '{cfg.name}' "
                       f"(teacher pairs from {cfg.teacher})", flush=True)  # fmt: skip
                 generate_pairs(cfg.teacher, cfg.output, **cfg.settings)
+            continue
+        if isinstance(cfg, UntrainedStage):
+            export = Path(cfg.config.output_dir) / "export"
+            if untrained_done(cfg):
+                if is_main:
+                    print(f"flowmapsr recipe: stage {i + 1}/{len(configs)} '{cfg.name}' "
+                          f"already done ({export})", flush=True)  # fmt: skip
+            elif is_main:
+                print(f"flowmapsr recipe: stage {i + 1}/{len(configs)} '{cfg.name}' "
+                      "(exported as built, not trained)", flush=True)  # fmt: skip
+                export = export_untrained(cfg.config)
             continue
         export = Path(cfg.output_dir) / "export"
         if stage_done(cfg):
