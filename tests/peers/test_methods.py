@@ -19,6 +19,12 @@ def test_parse_grammar():
     assert specs[3].label == "flowmapsr:steps=1"
 
 
+def test_label_names_a_method_in_reports_and_is_not_a_method_option():
+    a, b = parse_methods("flowmapsr:model=/some/long/path/export,label=FluxSR,bicubic:label=bic")
+    assert a.label == "FluxSR" and a.options == {"model": "/some/long/path/export"}
+    assert b.label == "bic" and b.options == {}
+
+
 @pytest.mark.parametrize(
     ("text", "match"),
     [
@@ -26,7 +32,9 @@ def test_parse_grammar():
         ("edsr", "unknown method"),
         ("flowmapsr:stepz=2", "unknown option 'stepz'"),
         ("flowmapsr:steps=two", "steps='two'"),
-        ("bicubic:tile=3", "known: none"),
+        ("bicubic:tile=3", r"known: label\)"),
+        ("flowmapsr:label=", "label= needs a name"),
+        ("bicubic:label=a,flowmapsr:label=a", "listed twice: a"),
         ("bicubic,bicubic", "listed twice"),
         ("", "no methods"),
     ],

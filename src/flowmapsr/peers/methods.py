@@ -49,10 +49,11 @@ class MethodSpec:
     kind: str
     options: dict[str, object] = field(default_factory=dict)
     text: str = ""  # as the user wrote it, for labels
+    name: str = ""  # the ``label=`` option: a short name for reports instead of ``text``
 
     @property
     def label(self) -> str:
-        return self.text or self.kind
+        return self.name or self.text or self.kind
 
 
 def parse_methods(text: str) -> list[MethodSpec]:
@@ -94,9 +95,14 @@ def _add_option(spec: MethodSpec, token: str) -> None:
     if "=" not in token:
         raise ValueError(f"{spec.kind}: option {token!r} is not KEY=VALUE")
     key, val = (s.strip() for s in token.split("=", 1))
+    if key == "label":  # any method: how reports name it (e.g. model=DIR gives long labels)
+        if not val:
+            raise ValueError(f"{spec.kind}: option label= needs a name")
+        spec.name = val
+        return
     allowed = OPTIONS[spec.kind]
     if key not in allowed:
-        known = ", ".join(allowed) or "none"
+        known = ", ".join([*allowed, "label"])
         raise ValueError(f"{spec.kind}: unknown option {key!r} (known: {known})")
     try:
         spec.options[key] = allowed[key](val)
