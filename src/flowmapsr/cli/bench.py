@@ -27,7 +27,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default="bicubic",
         help="comma-separated: bicubic, realesrgan, span, flowmapsr:steps=1, "
         "flowmapsr:steps=2,guidance=1.5,model=DIR ... (a KEY=VAL token continues the "
-        "method before it; default: bicubic)",
+        "method before it; label=NAME on any method names it in the report; default: bicubic)",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="report folder")
     p.add_argument("--scale", type=int, default=4, help="SR factor (default 4)")
