@@ -166,9 +166,7 @@ KNOWN = {
                 "feed_forward_proj": "gated-gelu",
                 "relative_attention_num_buckets": 32,
                 "relative_attention_max_distance": 128,
-                # The published config says tie_word_embeddings false (there is no LM head);
-                # transformers 5 then keeps encoder.embed_tokens apart from ``shared``, counting
-                # the 132 M-parameter embedding twice. The checkpoint holds it once (4.76 B).
+                "tie_word_embeddings": False,
             },
         ),
     },
@@ -188,7 +186,11 @@ def build(library: str, cls_name: str, config: dict):
     cfg_cls = cls.config_class
     if cls_name.startswith("CLIPText"):
         cfg_cls = transformers.CLIPTextConfig
-    return cls(cfg_cls(**config))
+    model = cls(cfg_cls(**config))
+    # transformers 5 ties shared weights (T5's encoder.embed_tokens = shared) in from_pretrained,
+    # not in the constructor: untied, the 132 M-parameter T5 embedding would count twice.
+    model.tie_weights()
+    return model
 
 
 def build_meta(library: str, cls_name: str, config: dict):
