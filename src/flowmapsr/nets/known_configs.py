@@ -186,11 +186,7 @@ def build(library: str, cls_name: str, config: dict):
     cfg_cls = cls.config_class
     if cls_name.startswith("CLIPText"):
         cfg_cls = transformers.CLIPTextConfig
-    model = cls(cfg_cls(**config))
-    # transformers 5 ties shared weights (T5's encoder.embed_tokens = shared) in from_pretrained,
-    # not in the constructor: untied, the 132 M-parameter T5 embedding would count twice.
-    model.tie_weights()
-    return model
+    return cls(cfg_cls(**config))
 
 
 def build_meta(library: str, cls_name: str, config: dict):
@@ -199,4 +195,11 @@ def build_meta(library: str, cls_name: str, config: dict):
     from accelerate import init_empty_weights
 
     with init_empty_weights():
-        return build(library, cls_name, config)
+        model = build(library, cls_name, config)
+    if hasattr(model, "tie_weights"):
+        # transformers 5 ties shared weights (T5's encoder.embed_tokens = shared) in
+        # from_pretrained, not in the constructor (and not inside init_empty_weights, whose
+        # register_parameter hook re-wraps the tied tensor): untied, the 132 M-parameter T5
+        # embedding would count twice (4.89 B instead of the checkpoint's 4.76 B).
+        model.tie_weights()
+    return model
