@@ -23,15 +23,14 @@ attention kernel and checkpointing):
   ``consistency`` (FlowSR stage 2) run on this backbone would hold.
 - ``inference_bf16_gib``: backbone (LoRA merged) + VAE in bf16.
 
-MEASURED on this CPU (``--measure``): peak resident memory (``ru_maxrss`` of a fresh subprocess)
-and seconds of one forward + backward of the real-size SD 2.1 UNet (random init, built directly
-in bf16) through our adapter with the preset's LoRA, on one 64×64-latent sample (a 512² image),
-77-token prompt. SDXL (2.6 B) and FLUX (11.9 B) are not measured: their fp32 random init alone
-(10 / 48 GB) or the bf16 FLUX weights (24 GB) do not fit the 24 GiB shared machine, and one CPU
-forward + backward of SDXL at 128² latents would take far longer than a benchmark case should.
+MEASURED on this CPU (``--measure sd21:64 sdxl:64 ...``): peak resident memory (``ru_maxrss`` of
+a fresh subprocess per case) and seconds of one forward + backward of a real-size UNet (random
+init, built directly in bf16) through our adapter with the preset's LoRA, on one latent sample
+of the given side (64: a 512² image), 77-token prompt, loss = mean(u²). FLUX (11.9 B) is not
+measured: its bf16 weights alone (22 GiB) do not fit the shared 24 GiB machine.
 
-Run: ``OMP_NUM_THREADS=1 python benchmarks/backbone_memory.py [--measure] [--threads 2]``;
-prints one JSON object.
+Run: ``OMP_NUM_THREADS=1 python benchmarks/backbone_memory.py [--measure sd21:64 sdxl:128]
+[--threads 1]``; prints one JSON object.
 """
 
 from __future__ import annotations
@@ -132,9 +131,9 @@ def computed(key: str) -> dict:
     }
 
 
-def _child_measure() -> None:
-    """One forward + backward of the real-size SD 2.1 UNet (random bf16 weights) through the
-    adapter with the preset's LoRA; prints one JSON line."""
+def _child_measure(key: str, side: int) -> None:
+    """One forward + backward of the real-size ``key`` UNet (random bf16 weights) through the
+    adapter with the preset's LoRA on one ``(1, 4, side, side)`` latent; prints one JSON line."""
     import torch
 
     from flowmapsr.flowmap import Condition
@@ -142,21 +141,21 @@ def _child_measure() -> None:
     from flowmapsr.nets.lora import attach_lora
     from flowmapsr.training.presets import resolve_config
 
-    preset = resolve_config("sd21-flowmapsr")
+    preset = resolve_config(f"{key}-flowmapsr")
     torch.manual_seed(0)
     t0 = time.perf_counter()
     # Built in bf16 directly (default dtype), so the fp32 init never sits in memory: the
     # resident weights are those of a bf16 frozen base.
     torch.set_default_dtype(torch.bfloat16)
-    net = _wrap("sd21", preset, build(*KNOWN["sd21"]["backbone"]))
+    net = _wrap(key, preset, build(*KNOWN[key]["backbone"]))
     attach_lora(net, preset.lora)
     torch.set_default_dtype(torch.float32)
     net.train()
     build_s = time.perf_counter() - t0
     after_build = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(1, 4, 64, 64, generator=g).bfloat16()
-    src = torch.randn(1, 4, 64, 64, generator=g).bfloat16()
+    x = torch.randn(1, 4, side, side, generator=g).bfloat16()
+    src = torch.randn(1, 4, side, side, generator=g).bfloat16()
     t = torch.tensor([0.7])
     r = torch.tensor([0.2])
     cond = Condition(prompt=torch.zeros(1, dtype=torch.long), source=src)
@@ -175,7 +174,9 @@ def _child_measure() -> None:
                 "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad),
                 "trainable_with_grad": grads,
                 "dtype": str(next(net.backbone.parameters()).dtype),
-                "latent": [1, 4, 64, 64],
+                "backbone": key,
+                "latent": [1, 4, side, side],
+                "image": f"{side * 8}x{side * 8}",
                 "rss_after_build_mib": round(after_build / 1024),
                 "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                 "build_s": round(build_s, 1),
@@ -188,11 +189,11 @@ def _child_measure() -> None:
     )
 
 
-def measure(threads: int, timeout: float) -> dict:
+def measure(key: str, side: int, threads: int, timeout: float) -> dict:
     import os
 
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    cmd = [sys.executable, __file__, "--child"]
+    cmd = [sys.executable, __file__, "--child", key, str(side)]
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -204,20 +205,30 @@ def measure(threads: int, timeout: float) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--measure", action="store_true", help="also run the SD 2.1 CPU measurement")
+    p.add_argument(
+        "--measure",
+        nargs="*",
+        metavar="KEY:SIDE",
+        help="also measure CPU forward+backward cases, e.g. sd21:64 sdxl:64 sdxl:128 "
+        "(backbone:latent side; default sd21:64)",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--timeout", type=float, default=1200.0)
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
-        _child_measure()
+        _child_measure(a.child[0], int(a.child[1]))
         return
     out = {
         "what": "computed from parameter counts (meta device, published configs); no GPU run",
         "backbones": [computed(k) for k in ("sdxl", "sd21", "flux")],
     }
-    if a.measure:
-        out["measured_cpu_sd21_forward_backward"] = measure(a.threads, a.timeout)
+    if a.measure is not None:
+        cases = a.measure or ["sd21:64"]
+        out["measured_cpu_forward_backward"] = [
+            {"case": c, **measure(*c.split(":")[:1], int(c.split(":")[1]), a.threads, a.timeout)}
+            for c in cases  # one subprocess per case, one after another: maxrss is its own
+        ]
     print(json.dumps(out, indent=1))
 
 

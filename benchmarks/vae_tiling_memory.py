@@ -25,7 +25,9 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 SD_VAE = {
     "in_channels": 3,
@@ -47,7 +49,7 @@ def _rss_kib() -> int:
     return pages * resource.getpagesize() // 1024
 
 
-def _child(size: int, tile: int | None, overlap: int) -> None:
+def _child(size: int, tile: int | None, overlap: int, save: str = "") -> None:
     import torch
 
     from flowmapsr.codecs import VAECodec, VAECodecConfig
@@ -62,6 +64,8 @@ def _child(size: int, tile: int | None, overlap: int) -> None:
         y = codec.decode(z, tile=tile, overlap=overlap)
         seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    if save:  # the decoded image, for the parent's tiled-vs-untiled comparison
+        torch.save(y, save)
     print(
         json.dumps(
             {
@@ -70,6 +74,7 @@ def _child(size: int, tile: int | None, overlap: int) -> None:
                 "overlap": overlap if tile else None,
                 "params_M": round(sum(p.numel() for p in codec.parameters()) / 1e6, 1),
                 "decode_peak_extra_MiB": round((peak - before) / 1024),
+                "process_peak_rss_MiB": round(peak / 1024),
                 "seconds": round(seconds, 1),
                 "threads": torch.get_num_threads(),
             }
@@ -83,15 +88,47 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1024, help="output side in pixels")
     ap.add_argument("--tile", type=int, default=512, help="tile side in pixels")
     ap.add_argument("--overlap", type=int, default=64, help="overlap in pixels")
-    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--compare",
+        action="store_true",
+        help="also print the max / mean absolute difference of the tiled and untiled images "
+        "(both decode the same latent with the same seeded weights)",
+    )
+    ap.add_argument(
+        "--only", choices=("untiled", "tiled"), help="run one of the two cases (no comparison)"
+    )
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        size, tile, overlap = (int(v) for v in a.child)
-        _child(size, tile or None, overlap)
+        size, tile, overlap = (int(v) for v in a.child[:3])
+        _child(size, tile or None, overlap, a.child[3])
         return
-    for tile in (0, a.tile):
-        cmd = [sys.executable, __file__, "--child", str(a.size), str(tile), str(a.overlap)]
-        subprocess.run(cmd, check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = []
+        tiles = {"untiled": (0,), "tiled": (a.tile,)}.get(a.only, (0, a.tile))
+        for tile in tiles:
+            out = str(Path(tmp) / f"tile{tile}.pt") if a.compare else ""
+            cmd = [sys.executable, __file__, "--child", str(a.size), str(tile), str(a.overlap), out]
+            subprocess.run(cmd, check=True)
+            saved.append(out)
+        if a.compare and len(saved) == 2:
+            import torch
+
+            untiled, tiled = (torch.load(f) for f in saved)
+            diff = (tiled - untiled).abs()
+            print(
+                json.dumps(
+                    {
+                        "output": f"{a.size}x{a.size}",
+                        "tile": a.tile,
+                        "overlap": a.overlap,
+                        "range": "[-1, 1]",
+                        "max_abs_diff": round(float(diff.max()), 4),
+                        "mean_abs_diff": round(float(diff.mean()), 4),
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
