@@ -9,13 +9,18 @@ Each run decodes a ``(1, 4, S/8, S/8)`` latent to an ``S × S`` image through
 the decode (the model and torch are loaded by then), i.e. what the decode itself adds.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/vae_tiling_memory.py [--size 1024] [--tile 512]
-[--overlap 64]``; prints one JSON line per run.
+[--overlap 64] [--compare] [--only untiled|tiled]``; prints one JSON line per run.
 
-Measured on the project's shared 2-core CPU machine, one thread (``--size 512 --tile 256
---overlap 64``): untiled decode adds 970 MiB in 72.0 s; tiled (9 tiles of 256²) adds 367 MiB in
-149.4 s (the overlaps decode 2.25× the pixels). Untiled memory grows with the output area; the
-tiled figure stays about one tile's activations (a 256² untiled decode added 318 MiB). A 2048²
-output was not measured here: 16× the pixels of the 512² run, too long for this machine.
+Measured on the project's shared 2-core CPU machine, one thread (docs/bench/backbones/):
+512² (``--tile 256``): untiled adds 970 MiB in 72.0 s, tiled 367 MiB in 149.4 s (an earlier,
+busier run). 256² (``--tile 128 --overlap 32 --compare``): untiled 296 MiB / 9.1 s, tiled
+94 MiB / 19.5 s, max abs difference 0.558 (mean 0.040). 1024² (``--tile 512 --compare``):
+untiled 3843 MiB / 215.8 s, tiled 999 MiB / 322.5 s, max abs difference 0.172 (mean 0.010).
+1536² untiled (``--only untiled``): 8641 MiB / 329.2 s. Untiled memory grows with the output
+area; tiled stays about one tile's activations. 2048² was not measured: untiled would need more
+than the RAM this shared machine leaves, and the tiled run (9 tiles of 1024²) was stopped
+unfinished at the session's deadline. The differences come from per-tile GroupNorm statistics
+and mid-block attention (codecs/tiling.py), exaggerated by random weights.
 """
 
 from __future__ import annotations
