@@ -9,13 +9,18 @@ Each run decodes a ``(1, 4, S/8, S/8)`` latent to an ``S × S`` image through
 the decode (the model and torch are loaded by then), i.e. what the decode itself adds.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/vae_tiling_memory.py [--size 1024] [--tile 512]
-[--overlap 64]``; prints one JSON line per run.
+[--overlap 64] [--compare] [--only untiled|tiled]``; prints one JSON line per run.
 
-Measured on the project's shared 2-core CPU machine, one thread (``--size 512 --tile 256
---overlap 64``): untiled decode adds 970 MiB in 72.0 s; tiled (9 tiles of 256²) adds 367 MiB in
-149.4 s (the overlaps decode 2.25× the pixels). Untiled memory grows with the output area; the
-tiled figure stays about one tile's activations (a 256² untiled decode added 318 MiB). A 2048²
-output was not measured here: 16× the pixels of the 512² run, too long for this machine.
+Measured on the project's shared 2-core CPU machine, one thread (docs/bench/backbones/):
+512² (``--tile 256``): untiled adds 970 MiB in 72.0 s, tiled 367 MiB in 149.4 s (an earlier,
+busier run). 256² (``--tile 128 --overlap 32 --compare``): untiled 296 MiB / 9.1 s, tiled
+94 MiB / 19.5 s, max abs difference 0.558 (mean 0.040). 1024² (``--tile 512 --compare``):
+untiled 3843 MiB / 215.8 s, tiled 999 MiB / 322.5 s, max abs difference 0.172 (mean 0.010).
+1536² untiled (``--only untiled``): 8641 MiB / 329.2 s. Untiled memory grows with the output
+area; tiled stays about one tile's activations. 2048² was not measured: untiled would need more
+than the RAM this shared machine leaves, and the tiled run (9 tiles of 1024²) was stopped
+unfinished at the session's deadline. The differences come from per-tile GroupNorm statistics
+and mid-block attention (codecs/tiling.py), exaggerated by random weights.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 SD_VAE = {
     "in_channels": 3,
@@ -47,7 +54,7 @@ def _rss_kib() -> int:
     return pages * resource.getpagesize() // 1024
 
 
-def _child(size: int, tile: int | None, overlap: int) -> None:
+def _child(size: int, tile: int | None, overlap: int, save: str = "") -> None:
     import torch
 
     from flowmapsr.codecs import VAECodec, VAECodecConfig
@@ -62,6 +69,8 @@ def _child(size: int, tile: int | None, overlap: int) -> None:
         y = codec.decode(z, tile=tile, overlap=overlap)
         seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    if save:  # the decoded image, for the parent's tiled-vs-untiled comparison
+        torch.save(y, save)
     print(
         json.dumps(
             {
@@ -70,6 +79,7 @@ def _child(size: int, tile: int | None, overlap: int) -> None:
                 "overlap": overlap if tile else None,
                 "params_M": round(sum(p.numel() for p in codec.parameters()) / 1e6, 1),
                 "decode_peak_extra_MiB": round((peak - before) / 1024),
+                "process_peak_rss_MiB": round(peak / 1024),
                 "seconds": round(seconds, 1),
                 "threads": torch.get_num_threads(),
             }
@@ -83,15 +93,47 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1024, help="output side in pixels")
     ap.add_argument("--tile", type=int, default=512, help="tile side in pixels")
     ap.add_argument("--overlap", type=int, default=64, help="overlap in pixels")
-    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--compare",
+        action="store_true",
+        help="also print the max / mean absolute difference of the tiled and untiled images "
+        "(both decode the same latent with the same seeded weights)",
+    )
+    ap.add_argument(
+        "--only", choices=("untiled", "tiled"), help="run one of the two cases (no comparison)"
+    )
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        size, tile, overlap = (int(v) for v in a.child)
-        _child(size, tile or None, overlap)
+        size, tile, overlap = (int(v) for v in a.child[:3])
+        _child(size, tile or None, overlap, a.child[3])
         return
-    for tile in (0, a.tile):
-        cmd = [sys.executable, __file__, "--child", str(a.size), str(tile), str(a.overlap)]
-        subprocess.run(cmd, check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = []
+        tiles = {"untiled": (0,), "tiled": (a.tile,)}.get(a.only, (0, a.tile))
+        for tile in tiles:
+            out = str(Path(tmp) / f"tile{tile}.pt") if a.compare else ""
+            cmd = [sys.executable, __file__, "--child", str(a.size), str(tile), str(a.overlap), out]
+            subprocess.run(cmd, check=True)
+            saved.append(out)
+        if a.compare and len(saved) == 2:
+            import torch
+
+            untiled, tiled = (torch.load(f) for f in saved)
+            diff = (tiled - untiled).abs()
+            print(
+                json.dumps(
+                    {
+                        "output": f"{a.size}x{a.size}",
+                        "tile": a.tile,
+                        "overlap": a.overlap,
+                        "range": "[-1, 1]",
+                        "max_abs_diff": round(float(diff.max()), 4),
+                        "mean_abs_diff": round(float(diff.mean()), 4),
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
