@@ -2,8 +2,12 @@
 
 Written by hand (a few lines) because the maintained alternatives either copy per step through
 Python loops (``torch.optim.swa_utils.AveragedModel`` with a custom avg_fn) or live in a
-heavier dependency (diffusers' ``EMAModel`` expects diffusers models); this one keeps a full
-module copy updated with fused ``torch._foreach_lerp_``.
+heavier dependency (diffusers' ``EMAModel`` expects diffusers models); this one keeps a module
+copy updated with fused ``torch._foreach_lerp_``.
+
+Frozen parameters (``requires_grad=False`` when the EMA is made, e.g. a LoRA run's base weights)
+are *shared* with the model, not copied: their average is themselves, and a copy of a frozen
+SDXL or FLUX base would double the memory of a LoRA run for nothing.
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ class EMA(nn.Module):
 
     warmup: effective decay ``min(decay, (1 + n) / (10 + n))`` for update count n, so early EMA
     weights are not dominated by the random initialisation. Buffers are copied, not averaged.
+    Parameters frozen at construction are the model's own tensors in the shadow (see the module
+    docstring); unfreezing one later does not make it averaged.
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = True):
         super().__init__()
         self.decay = decay
         self.warmup = warmup
-        self.shadow = copy.deepcopy(model).eval()
+        frozen = {id(p): p for p in model.parameters() if not p.requires_grad}
+        self.shadow = copy.deepcopy(model, memo=dict(frozen)).eval()
         self.shadow.requires_grad_(False)
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
 
@@ -42,7 +49,7 @@ class EMA(nn.Module):
         dst_p, src_p = [], []
         for name, p in self.shadow.named_parameters():
             q = src[name]
-            if p.is_floating_point():
+            if p is not q and p.is_floating_point():  # shared frozen weights: nothing to do
                 dst_p.append(p)
                 src_p.append(q.detach().to(p.dtype))
         if dst_p:
