@@ -17,8 +17,8 @@ attention kernel and checkpointing):
   encoders are needed only once, to fill the prompt bank, so they are listed apart
   (``text_encoders_bf16_gib``).
 - ``train_gib_trainer_today``: what flowmapsr's trainer holds today for the same run — it loads
-  the backbone in fp32 (load_backbone passes no dtype; mixed_precision=bf16 is autocast) and its
-  EMA is a deepcopy of the whole net (training/ema.py), so 4 + 4 B per frozen parameter.
+  the backbone in fp32 (load_backbone passes no dtype; mixed_precision=bf16 is autocast), so
+  4 B per frozen parameter (the EMA shares the frozen weights, training/ema.py).
 - ``train_gib_with_frozen_teacher``: the same with a frozen bf16 teacher copy of the net, as a
   ``consistency`` (FlowSR stage 2) run on this backbone would hold.
 - ``inference_bf16_gib``: backbone (LoRA merged) + VAE in bf16.
@@ -103,7 +103,7 @@ def computed(key: str) -> dict:
     teacher = OBJECTIVES[preset.objective.name].needs_frozen_teacher
     base_bf16 = 2 * frozen
     train = base_bf16 + TRAINABLE_BYTES * trainable + 2 * vae + (2 * total if teacher else 0)
-    today = 4 * frozen + 4 * frozen + TRAINABLE_BYTES * trainable + 4 * vae
+    today = 4 * frozen + TRAINABLE_BYTES * trainable + 4 * vae
     today += 4 * total if teacher else 0
     return {
         "preset": preset_name,
