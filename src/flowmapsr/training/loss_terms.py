@@ -138,7 +138,8 @@ class PerceptualTerm(LossTerm):
 
 
 class PixelTerm(LossTerm):
-    """``mean|x̂ − x|^p`` over every element (p = 1: ``l1``, p = 2: ``l2``).
+    """``mean|x̂ − x|^p`` over every element (p = 1: ``l1``, p = 2: ``l2``), in the flow's space
+    (pixels; latents under a latent codec).
 
     Reference: Wang et al. 2021, "Real-ESRGAN", §3.3 (the ℓ1 pixel loss, weight 1).
     """

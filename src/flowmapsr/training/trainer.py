@@ -5,7 +5,9 @@ gradient clipping, an optimizer/scheduler step, an EMA update. Stages 1–3 mini
 configured objective (fm / shortcut / lagrangian / eulerian, guidance on or off); with
 ``adversarial.enabled`` the generator's LoRA adapters minimise
 ``anchor_weight·objective + weight·RpGAN_G(X(src; 1 → 0)) [+ perceptual]`` and a small
-discriminator minimises RpGAN + γ/2·(R1 + R2) on the same batch.
+discriminator minimises RpGAN + γ/2·(R1 + R2) on the same batch. These are configured loss
+terms (:mod:`flowmapsr.training.loss_terms`); ``terms:`` adds others (perceptual, ℓ1/ℓ2) on the
+same one-step sample, with or without the GAN.
 
 Runs on the CPU, one GPU or many (``accelerate launch``; DDP, or FSDP through an accelerate
 config file), bf16 autocast on GPUs (``mixed_precision: auto``). The EMA network is the teacher
