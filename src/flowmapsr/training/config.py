@@ -23,6 +23,7 @@ from flowmapsr.nets.lora import LoRAConfig
 from flowmapsr.objectives.base import ObjectiveConfig
 from flowmapsr.objectives.perceptual import PerceptualConfig
 from flowmapsr.paths.time_sampling import PAIR_SAMPLERS
+from flowmapsr.training.loss_terms import TERMS, TermConfig
 
 
 @dataclass
@@ -140,6 +141,10 @@ class TrainConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    # Extra loss terms on the one-step sample X(src; 1 → 0), added to the objective as
+    # weight·loss (flowmapsr.training.loss_terms: perceptual, l1, l2; the gan term is the
+    # adversarial stage's, set by adversarial.*), e.g. [{name: perceptual, weight: 0.1}, {name: l1}]
+    terms: list[TermConfig] = field(default_factory=list)
     export: ExportConfig = field(default_factory=ExportConfig)
 
 
@@ -217,4 +222,23 @@ def check_config(config: TrainConfig) -> TrainConfig:
     need("objective.pairs.sampler", config.objective.pairs.sampler in PAIR_SAMPLERS,
          f"a registered pair sampler ({samplers})")  # fmt: skip
     need("adversarial.disc_lr", positive_finite(config.adversarial.disc_lr), "a finite number > 0")
+    known = ", ".join(TERMS)
+    for i, term in enumerate(config.terms):
+        key = f"terms[{i}]"
+        if term.name not in TERMS:
+            raise ConfigError(
+                f"{key}.name must be a registered loss term ({known}), got {term.name!r}"
+            )
+        if term.name == "gan":  # its discriminator, optimiser and LoRA are the adversarial stage
+            raise ConfigError(
+                f"{key}.name: gan is the adversarial stage's term; set adversarial.enabled=true "
+                "and adversarial.weight instead"
+            )
+        if not (math.isfinite(term.weight) and term.weight >= 0):
+            raise ConfigError(f"{key}.weight must be a finite number ≥ 0, got {term.weight!r}")
+        if term.name == "perceptual" and latent:
+            raise ConfigError(
+                f"{key}.name: a perceptual term needs images; the run's codec is "
+                f"'{config.codec.type}' (pixel space only)"
+            )
     return config

@@ -5,7 +5,9 @@ gradient clipping, an optimizer/scheduler step, an EMA update. Stages 1–3 mini
 configured objective (fm / shortcut / lagrangian / eulerian, guidance on or off); with
 ``adversarial.enabled`` the generator's LoRA adapters minimise
 ``anchor_weight·objective + weight·RpGAN_G(X(src; 1 → 0)) [+ perceptual]`` and a small
-discriminator minimises RpGAN + γ/2·(R1 + R2) on the same batch.
+discriminator minimises RpGAN + γ/2·(R1 + R2) on the same batch. These are configured loss
+terms (:mod:`flowmapsr.training.loss_terms`); ``terms:`` adds others (perceptual, ℓ1/ℓ2) on the
+same one-step sample, with or without the GAN.
 
 Runs on the CPU, one GPU or many (``accelerate launch``; DDP, or FSDP through an accelerate
 config file), bf16 autocast on GPUs (``mixed_precision: auto``). The EMA network is the teacher
@@ -33,16 +35,15 @@ from flowmapsr.flowmap import PROMPT_POS, Condition
 from flowmapsr.inference.pipeline import SRPipeline
 from flowmapsr.inference.solvers import SOLVERS, time_grid
 from flowmapsr.nets import build_net, describe_net, net_config
-from flowmapsr.nets.discriminator import Discriminator
 from flowmapsr.nets.lora import attach_lora, has_lora, merged_copy
 from flowmapsr.objectives import FlowBatch, build_objective
-from flowmapsr.objectives.adversarial import discriminator_step_loss, generator_step_loss
-from flowmapsr.objectives.perceptual import build_perceptual
+from flowmapsr.objectives.adversarial import discriminator_step_loss
 from flowmapsr.training import checkpoint as ckpt
 from flowmapsr.training.config import TrainConfig
 from flowmapsr.training.data import BatchStream, TrainBatch, mix_seed
 from flowmapsr.training.ema import EMA
 from flowmapsr.training.export import pipeline_config
+from flowmapsr.training.loss_terms import TermInputs, build_terms
 from flowmapsr.training.runlog import CSVLog, Progress, TensorBoardLog
 from flowmapsr.training.validation import load_validation_set, run_validation
 
@@ -63,25 +64,29 @@ class Float32Output(nn.Module):
 
 
 class TrainStep(nn.Module):
-    """Network + objective (+ discriminator, perceptual term) behind one ``forward``.
+    """Network + objective + extra loss terms (:mod:`.loss_terms`) behind one ``forward``.
 
     DDP needs every gradient-carrying network call inside one forward of the wrapped module;
     the objective calls the network several times (targets, shortcut halves), so the wrapper
-    is what DDP wraps. ``mode='g'``: generator loss; ``mode='d'``: discriminator loss.
+    is what DDP wraps. ``mode='g'``: the generator's loss ``w_a·objective + Σ w_k·term_k``
+    (``w_a`` = ``adversarial.anchor_weight`` in the adversarial stage, else 1), the one-step
+    sample computed once when any term needs it; ``mode='d'``: the discriminator loss of the
+    ``gan`` term.
     """
 
-    def __init__(
-        self, net, objective, config: TrainConfig, disc=None, perceptual=None, frozen=None
-    ):
+    def __init__(self, net, objective, config: TrainConfig, terms=(), frozen=None):
         super().__init__()
-        self.net, self.objective, self.disc, self.perceptual = net, objective, disc, perceptual
+        self.net, self.objective = net, objective
+        self.terms = nn.ModuleList(terms)
+        self.gan = next((t for t in self.terms if t.name == "gan"), None)
+        self.needs_fake = any("fake" in t.needs for t in self.terms)
         self.frozen = frozen  # the frozen teacher (objectives with needs_frozen_teacher)
         self.config = config
-        # How the export samples (solver, source time): the adversarial sample does the same.
+        # How the export samples (solver, source time): the one-step sample does the same.
         self.sampling = pipeline_config(config, {})
 
     def one_step_sample(self, src_path, src_clean, nfe: int) -> torch.Tensor:
-        """``X(src; 1 → 0)`` with ``nfe`` jumps, with gradients (the adversarial sample)."""
+        """``X(src; 1 → 0)`` with ``nfe`` jumps, with gradients (the terms' sample)."""
         n = src_path.shape[0]
         cond = Condition(
             prompt=torch.full((n,), PROMPT_POS, dtype=torch.long, device=src_path.device),
@@ -104,10 +109,9 @@ class TrainStep(nn.Module):
         fake: torch.Tensor | None = None,
         gamma: float | None = None,
     ):
-        adv = self.config.adversarial
         if mode == "d":
-            gamma = adv.gamma if gamma is None else gamma
-            res = discriminator_step_loss(self.disc, batch.hr, fake, batch.cond.source, gamma)
+            gamma = self.gan.gamma if gamma is None else gamma
+            res = discriminator_step_loss(self.gan.disc, batch.hr, fake, batch.cond.source, gamma)
             return res.loss, res.logs, None
         autocast = torch.is_autocast_enabled(batch.hr.device.type)
         net = Float32Output(self.net) if autocast else self.net
@@ -117,17 +121,18 @@ class TrainStep(nn.Module):
         res = self.objective(net, batch, generator=generator, teacher=teacher, frozen=frozen)
         loss, logs = res.loss, dict(res.logs)
         fake_out = None
-        if adv.enabled:
-            loss = adv.anchor_weight * loss
+        if len(self.terms):
+            adv = self.config.adversarial
+            if adv.enabled:
+                loss = adv.anchor_weight * loss
             logs["anchor"] = logs.pop("loss")
-            fake_out = self.one_step_sample(batch.src, batch.cond.source, nfe)
-            g = generator_step_loss(self.disc, batch.hr, fake_out, batch.cond.source)
-            loss = loss + adv.weight * g.loss
-            logs.update(g.logs)
-            if self.perceptual is not None:
-                p = self.perceptual(fake_out.float(), batch.hr.float()).mean()
-                loss = loss + adv.perceptual.weight * p
-                logs["perceptual"] = float(p.detach())
+            if self.needs_fake:
+                fake_out = self.one_step_sample(batch.src, batch.cond.source, nfe)
+            inputs = TermInputs(fake=fake_out, hr=batch.hr, source=batch.cond.source)
+            for term in self.terms:
+                t_loss, t_logs = term(inputs)
+                loss = loss + term.weight * t_loss
+                logs.update(t_logs)
             logs["loss"] = float(loss.detach())
         return loss, logs, fake_out
 
@@ -231,7 +236,6 @@ class Trainer:
         # Models -------------------------------------------------------------------------------
         net, self.config, self.init_note, init_codec = build_network(config)
         config = self.config
-        adv = config.adversarial
         if (
             init_codec is not None
             and codec_is_state(config, init_codec)
@@ -256,13 +260,17 @@ class Trainer:
         net.to(dev)
         self.net = net
         self.ema = EMA(net, decay=config.optim.ema_decay)
-        self.disc = Discriminator(adv.disc).to(dev) if adv.enabled else None
-        perc, self.perceptual_note = (
-            build_perceptual(adv.perceptual) if adv.enabled else (None, "none")
-        )
-        if perc is not None:
-            perc.to(dev)
-        self.step_module = TrainStep(net, self.objective, config, self.disc, perc, self.frozen)
+        # Built here, after the EMA copy: the discriminator's initial weights come from the
+        # global generator in this order (bit-identical runs across the terms refactor).
+        terms, notes = build_terms(config)
+        for term in terms:
+            term.to(dev)
+        self.terms = terms
+        self.gan = next((t for t in terms if t.name == "gan"), None)
+        self.disc = self.gan.disc if self.gan is not None else None
+        self.perceptual_note = "; ".join(n for k, n in notes if k == "perceptual") or "none"
+        self.terms_note = ", ".join(f"{t.weight:g}·{t.description}" for t in terms) or "none"
+        self.step_module = TrainStep(net, self.objective, config, terms, self.frozen)
 
         # Optimisers -----------------------------------------------------------------------------
         o = config.optim
@@ -273,15 +281,15 @@ class Trainer:
         )
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _lr_lambda(config))
         self.opt_d = self.sched_d = None
-        if adv.enabled:
+        if self.gan is not None:
             self.opt_d = torch.optim.AdamW(
                 self.disc.parameters(),
-                lr=adv.disc_lr,
-                betas=tuple(adv.disc_betas),
+                lr=self.gan.disc_lr,
+                betas=self.gan.disc_betas,
                 weight_decay=0.0,
             )
             self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, _lr_lambda(config))
-        if adv.enabled:
+        if self.gan is not None:
             self.model, self.opt, self.opt_d = self.acc.prepare(
                 self.step_module, self.opt, self.opt_d
             )
@@ -508,12 +516,12 @@ class Trainer:
             logs_sum["grad_norm"] = float(norm)
         self.opt.step()
         self.sched.step()
-        if adv.enabled:  # discriminator step on the same batch's detached sample
+        if self.gan is not None:  # discriminator step on the same batch's detached sample
             self.opt_d.zero_grad(set_to_none=True)
             # Lazy R1/R2 (StyleGAN2 §B): the penalty on every r_every-th step, scaled by r_every,
             # has the same expectation; its double backward is most of a CPU step's time.
-            k = max(int(adv.r_every), 1)
-            gamma = adv.gamma * k if self.step % k == 0 else 0.0
+            k = max(int(self.gan.r_every), 1)
+            gamma = self.gan.gamma * k if self.step % k == 0 else 0.0
             d_loss, d_logs, _ = self.model("d", fb, self.gen, None, nfe, fake.detach(), gamma)
             self.acc.backward(d_loss)
             self.opt_d.step()
@@ -551,7 +559,8 @@ class Trainer:
             log(
                 f"  data: {c.data.kind} {c.data.roots or ''} degradation={self.data.description} "
                 f"scales={c.data.scales}; init: {self.init_note}; perceptual: "
-                f"{self.perceptual_note}; codec: {describe_codec(c.codec)}"
+                f"{self.perceptual_note}; codec: {describe_codec(c.codec)}; "
+                f"loss terms: {self.terms_note}"
             )
             distance = getattr(self.objective, "distance", None)
             if distance is not None or self.frozen is not None:

@@ -1,0 +1,162 @@
+"""The training step's extra loss terms (flowmapsr.training.loss_terms) and their configuration."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from flowmapsr.config import ConfigError
+from flowmapsr.objectives.perceptual import PerceptualConfig
+from flowmapsr.training.config import TrainConfig
+from flowmapsr.training.loss_terms import (
+    TERMS,
+    TermConfig,
+    TermInputs,
+    build_terms,
+    term_configs,
+)
+from flowmapsr.training.presets import resolve_config
+from flowmapsr.training.runlog import read_csv
+from flowmapsr.training.trainer import Trainer, train
+
+REFERENCE = Path(__file__).parent / "data" / "stage4_terms_reference.json"
+
+
+def _tiny_train_config() -> TrainConfig:
+    cfg = TrainConfig()
+    cfg.adversarial.disc.channels, cfg.adversarial.disc.depth = 8, 2
+    return cfg
+
+
+@pytest.mark.parametrize("name", sorted(TERMS))
+def test_every_registered_term_builds_is_finite_and_reaches_the_generator(name, gen):
+    torch.manual_seed(0)
+    # A sobel_l1 perceptual term: the same code path as LPIPS, without needing fetched weights.
+    config = TermConfig(name=name, weight=0.5, perceptual=PerceptualConfig(kind="sobel_l1"))
+    term, description = TERMS[name].build(config, _tiny_train_config())
+    assert term is not None and term.name == name and description
+    assert term.weight == 0.5
+    assert "Reference:" in (type(term).__doc__ or "")
+    generator = nn.Conv2d(3, 3, 3, padding=1)  # stands in for the flow map's one-step sample
+    src = torch.rand(2, 3, 32, 32, generator=gen) * 2 - 1
+    hr = torch.rand(2, 3, 32, 32, generator=gen) * 2 - 1
+    fake = generator(src)
+    inputs = TermInputs(
+        fake=fake if "fake" in term.needs else None,
+        hr=hr,
+        source=src if "source" in term.needs else None,
+    )
+    loss, logs = term(inputs)
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    assert logs and all(isinstance(v, float) for v in logs.values())
+    (term.weight * loss).backward()
+    grad = generator.weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_pixel_terms_are_l1_and_mse(gen):
+    fake, hr = torch.rand(2, 3, 8, 8, generator=gen), torch.rand(2, 3, 8, 8, generator=gen)
+    x = TermInputs(fake=fake, hr=hr, source=None)
+    l1, logs1 = TERMS["l1"].build(TermConfig(name="l1"), None)[0](x)
+    l2, logs2 = TERMS["l2"].build(TermConfig(name="l2", label="mse_px"), None)[0](x)
+    assert torch.equal(l1, (fake - hr).abs().mean()) and set(logs1) == {"l1"}
+    assert torch.equal(l2, (fake - hr).pow(2).mean()) and set(logs2) == {"mse_px"}
+
+
+def test_adversarial_keys_map_onto_gan_and_perceptual_terms():
+    cfg = resolve_config("flowmapsr-stage4-adversarial", [])
+    got = [(t.name, t.weight) for t in term_configs(cfg)]
+    assert got == [("gan", cfg.adversarial.weight), ("perceptual", 0.1)]
+    assert term_configs(cfg)[1].perceptual == cfg.adversarial.perceptual
+    cfg = resolve_config("flowmapsr-stage4-adversarial", ["adversarial.perceptual.kind=none"])
+    terms, notes = build_terms(cfg)
+    assert [t.name for t in terms] == ["gan"] and ("perceptual", "none") in notes
+    assert term_configs(resolve_config("flowmapsr-stage2-distill", [])) == []
+
+
+def test_stage4_step_gives_the_losses_and_logs_of_the_code_before_the_registry(tmp_path, tiny):
+    """Three train_steps of a stage-4 config (anchor + gan + perceptual, NFE 1 or 2, D step with
+    R1/R2) against the logs the pre-registry step (commit f492920) printed for the same seed.
+
+    The reference was written by that commit's Trainer with this exact config; the new code gave
+    a byte-identical JSON on the machine that wrote it. Compared with rel 1e-6 so that another
+    CPU's kernels (summation order) do not fail it; names and their order exactly (train.csv)."""
+    base = train(resolve_config("flowmapsr-stage1-fm", tiny(tmp_path / "s1", "max_steps=1")))
+    cfg = resolve_config(
+        "flowmapsr-stage4-adversarial",
+        tiny(
+            tmp_path / "s4",
+            "max_steps=3",
+            f"init_from={base}",
+            "adversarial.disc.depth=2",
+            "adversarial.disc.channels=8",
+            "adversarial.lora.rank=2",
+            "adversarial.nfe=[1,2]",
+            "adversarial.perceptual.kind=sobel_l1",
+        ),
+    )
+    t = Trainer(cfg)
+    rows = [t.train_step() for _ in range(3)]
+    reference = json.loads(REFERENCE.read_text())
+    for got, ref in zip(rows, reference, strict=True):
+        assert list(got) == list(ref)
+        for key, value in ref.items():
+            assert got[key] == pytest.approx(value, rel=1e-6, abs=1e-12), key
+
+
+def test_a_perceptual_and_l1_fine_tune_without_a_gan(tmp_path, tiny):
+    out = tmp_path / "ft"
+    cfg = resolve_config(
+        "flowmapsr-stage2-distill",
+        tiny(
+            out,
+            "max_steps=2",
+            "terms=[{name: perceptual, weight: 0.1, perceptual: {kind: sobel_l1}}, {name: l1}]",
+        ),
+    )
+    t = Trainer(cfg)
+    assert t.disc is None and t.opt_d is None
+    assert [term.name for term in t.terms] == ["perceptual", "l1"]
+    before = {k: v.clone() for k, v in t.net.state_dict().items()}
+    t.fit()
+    assert any(not torch.equal(before[k], v) for k, v in t.net.state_dict().items())
+    rows = read_csv(out / "train.csv")
+    assert {"anchor", "perceptual", "l1", "loss"} <= set(rows[0])
+    assert "g_adv" not in rows[0] and "d_loss" not in rows[0]
+    for r in rows:  # the logged loss is anchor + Σ weight·term (fp32 sums of logged values)
+        total = float(r["anchor"]) + 0.1 * float(r["perceptual"]) + float(r["l1"])
+        assert float(r["loss"]) == pytest.approx(total, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "terms, message",
+    [
+        ("[{name: lpip}]", "terms[0].name must be a registered loss term (gan, perceptual, l1"),
+        ("[{name: l1}, {name: gan}]", "terms[1].name: gan is the adversarial stage's term"),
+        ("[{name: l1, weight: -1}]", "terms[0].weight must be a finite number ≥ 0"),
+    ],
+)
+def test_bad_terms_are_one_line_config_errors(terms, message):
+    with pytest.raises(ConfigError) as err:
+        resolve_config("flowmapsr-stage2-distill", [f"terms={terms}"])
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_perceptual_term_on_latents_is_refused():
+    with pytest.raises(ConfigError, match=r"terms\[0\].name: a perceptual term needs images"):
+        resolve_config("tiny-sdxl-flowmapsr", ["terms=[{name: perceptual}]"])
+
+
+def test_dry_run_rejects_an_unknown_term_in_one_line():
+    proc = subprocess.run(
+        [sys.executable, "-m", "flowmapsr", "train", "flowmapsr-stage2-distill",
+         "terms=[{name: lpip}]", "--dry-run"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "terms[0].name must be a registered loss term" in lines[0]
