@@ -42,6 +42,8 @@ class EMA(nn.Module):
         dst_p, src_p = [], []
         for name, p in self.shadow.named_parameters():
             q = src[name]
+            if hasattr(q, "full_tensor"):  # an FSDP2 shard (DTensor): gather (collective)
+                q = q.full_tensor()
             if p.is_floating_point():
                 dst_p.append(p)
                 src_p.append(q.detach().to(p.dtype))
