@@ -174,3 +174,60 @@ def restore_rng(tensors: dict[str, torch.Tensor], generators: dict[str, torch.Ge
         if key not in tensors:
             raise KeyError(f"checkpoint has no RNG state for generator '{name}'")
         g.set_state(tensors[key])
+
+
+# -- sharded (FSDP2) state ---------------------------------------------------------------------
+# FSDP2 (``fully_shard``) turns parameters — and so the optimiser's moment tensors — into
+# DTensors, each process holding one shard. A checkpoint stays the single-process format: every
+# process takes part in gathering each DTensor (``full_tensor`` is a collective, so ALL ranks
+# must call these functions in the same order), the main process writes. Loading scatters the
+# full tensors back into the current placements. Plain tensors pass through untouched, so a
+# single-process or DDP checkpoint is byte-identical to what it was, and the files of the
+# three modes are interchangeable.
+def _is_dtensor(x) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(x, DTensor)
+
+
+def full_tensors(state: dict) -> dict:
+    """``state`` with every DTensor gathered into a full plain tensor (collective)."""
+    return {k: v.full_tensor() if _is_dtensor(v) else v for k, v in state.items()}
+
+
+def full_optimizer_state(opt) -> dict:
+    """``opt.state_dict()`` with sharded moments gathered (collective); int param ids as today."""
+    sd = opt.state_dict()
+    return {"state": {p: full_tensors(s) for p, s in sd["state"].items()}, **_groups(sd)}
+
+
+def _groups(sd: dict) -> dict:
+    return {"param_groups": sd["param_groups"]}
+
+
+def _shard_like(full: torch.Tensor, like) -> torch.Tensor:
+    """``full`` scattered into ``like``'s DTensor placements (collective), else unchanged."""
+    if not _is_dtensor(like) or _is_dtensor(full):
+        return full
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(full.to(like.dtype), like.device_mesh, like.placements)
+
+
+def shard_state_like(state: dict, current: dict) -> dict:
+    """A full module state dict placed like the module's own (``current = mod.state_dict()``)."""
+    return {k: _shard_like(v, current.get(k)) for k, v in state.items()}
+
+
+def shard_optimizer_state(state: dict, opt) -> dict:
+    """A full optimiser state dict whose per-parameter tensors of the parameter's shape are
+    placed like that parameter (the moments; AdamW's scalar ``step`` stays plain)."""
+    params = [p for g in opt.param_groups for p in g["params"]]
+    out = {}
+    for pid, entries in state["state"].items():
+        p = params[int(pid)]
+        out[pid] = {
+            k: _shard_like(v, p) if torch.is_tensor(v) and tuple(v.shape) == tuple(p.shape) else v
+            for k, v in entries.items()
+        }
+    return {"state": out, "param_groups": state["param_groups"]}

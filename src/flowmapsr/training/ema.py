@@ -27,11 +27,14 @@ class EMA(nn.Module):
     docstring); unfreezing one later does not make it averaged.
     """
 
-    def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = True):
+    def __init__(
+        self, model: nn.Module, decay: float = 0.999, warmup: bool = True, share_frozen=True
+    ):
         super().__init__()
         self.decay = decay
         self.warmup = warmup
-        frozen = {id(p): p for p in model.parameters() if not p.requires_grad}
+        # share_frozen=False under FSDP: sharding replaces (and may free) the model's tensors.
+        frozen = {id(p): p for p in model.parameters() if share_frozen and not p.requires_grad}
         self.shadow = copy.deepcopy(model, memo=dict(frozen)).eval()
         self.shadow.requires_grad_(False)
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
@@ -49,7 +52,11 @@ class EMA(nn.Module):
         dst_p, src_p = [], []
         for name, p in self.shadow.named_parameters():
             q = src[name]
-            if p is not q and p.is_floating_point():  # shared frozen weights: nothing to do
+            if p is q:  # a frozen weight shared with the model: nothing to average
+                continue
+            if hasattr(q, "full_tensor"):  # an FSDP2 shard (DTensor): gather (collective)
+                q = q.full_tensor()
+            if p.is_floating_point():
                 dst_p.append(p)
                 src_p.append(q.detach().to(p.dtype))
         if dst_p:

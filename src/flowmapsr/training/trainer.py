@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import os
 import sys
 import time
 from dataclasses import replace
@@ -204,7 +205,7 @@ class Trainer:
     def __init__(self, config: TrainConfig):
         try:
             from accelerate import Accelerator
-            from accelerate.utils import DistributedDataParallelKwargs
+            from accelerate.utils import DistributedDataParallelKwargs, DistributedType
         except ImportError:  # a slim (inference) install
             raise ImportError("training needs accelerate: pip install 'flowmapsr[train]'") from None
 
@@ -259,7 +260,11 @@ class Trainer:
             attach_lora(net, lora)
         net.to(dev)
         self.net = net
-        self.ema = EMA(net, decay=config.optim.ema_decay)
+        fsdp = (
+            os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+            or self.acc.distributed_type == DistributedType.FSDP
+        )
+        self.ema = EMA(net, decay=config.optim.ema_decay, share_frozen=not fsdp)
         # Built here, after the EMA copy: the discriminator's initial weights come from the
         # global generator in this order (bit-identical runs across the terms refactor).
         terms, notes = build_terms(config)
@@ -271,6 +276,34 @@ class Trainer:
         self.perceptual_note = "; ".join(n for k, n in notes if k == "perceptual") or "none"
         self.terms_note = ", ".join(f"{t.weight:g}·{t.description}" for t in terms) or "none"
         self.step_module = TrainStep(net, self.objective, config, terms, self.frozen)
+
+        # FSDP on the CPU: accelerate 1.x enables FSDP only on an accelerator device (with
+        # cpu=True it silently falls back to DDP, MULTI_CPU), so there the trainer shards with
+        # torch's own FSDP2 ``fully_shard`` (gloo) — before the optimisers are built, because
+        # sharding replaces the parameters. On GPUs accelerate's prepare does the sharding.
+        self.cpu_fsdp = (
+            os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+            and self.acc.distributed_type != DistributedType.FSDP
+            and self.acc.num_processes > 1
+        )
+        if self.cpu_fsdp:
+            from torch.distributed.fsdp import fully_shard
+
+            # Frozen parameters (codec, frozen teacher, a LoRA stage's base weights) stay whole:
+            # they are also used outside the step's forward (encoding), where a sharded one
+            # would not be gathered; there is no gradient of theirs to shard.
+            frozen_params = {p for p in self.step_module.parameters() if not p.requires_grad}
+            reshard = os.environ.get("FSDP_RESHARD_AFTER_FORWARD", "true").lower() == "true"
+            fully_shard(
+                self.step_module, reshard_after_forward=reshard, ignored_params=frozen_params
+            )
+        self.sharded = self.cpu_fsdp or self.acc.distributed_type == DistributedType.FSDP
+        if self.cpu_fsdp:
+            n_sharded = sum(1 for p in self.step_module.parameters() if hasattr(p, "full_tensor"))
+            self.acc.print(
+                f"  distributed: FSDP2 fully_shard on the CPU (gloo), {world} processes, "
+                f"{n_sharded} sharded parameter tensors, reshard_after_forward={reshard}"
+            )
 
         # Optimisers -----------------------------------------------------------------------------
         o = config.optim
@@ -289,7 +322,13 @@ class Trainer:
                 weight_decay=0.0,
             )
             self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, _lr_lambda(config))
-        if self.gan is not None:
+        if self.cpu_fsdp:  # already sharded: accelerate (MULTI_CPU) would wrap it in DDP
+            self.model = self.step_module
+            if self.gan is not None:
+                self.opt, self.opt_d = self.acc.prepare(self.opt, self.opt_d)
+            else:
+                self.opt = self.acc.prepare(self.opt)
+        elif self.gan is not None:
             self.model, self.opt, self.opt_d = self.acc.prepare(
                 self.step_module, self.opt, self.opt_d
             )
@@ -334,12 +373,20 @@ class Trainer:
             writer.begin()
         self.acc.wait_for_everyone()
         writer.tensors(f"rng-rank{self.acc.process_index}", ckpt.rng_tensors(self.generators))
+        # Under FSDP every process gathers the full states (collectives, same order on every
+        # rank); the main process writes them. Without sharding only the main process reads
+        # its (already full) states, as before.
+        if self.is_main or self.sharded:
+            mod_states = {n: ckpt.full_tensors(m.state_dict()) for n, m in self.modules().items()}
+            opt_states = {
+                n: ckpt.full_optimizer_state(o) for n, (o, _) in self.optimizers().items()
+            }
         if self.is_main:
-            for name, mod in self.modules().items():
-                writer.tensors(name, mod.state_dict())
+            for name, state in mod_states.items():
+                writer.tensors(name, state)
             metas = {}
-            for name, (opt, sched) in self.optimizers().items():
-                tensors, meta = ckpt.optimizer_to_flat(opt.state_dict())
+            for name, (_, sched) in self.optimizers().items():
+                tensors, meta = ckpt.optimizer_to_flat(opt_states[name])
                 writer.tensors(f"{name}.optim", tensors)
                 metas[name] = {"optimizer": meta, "scheduler": sched.state_dict()}
             writer.json(
@@ -360,27 +407,44 @@ class Trainer:
 
     def load_checkpoint(self, folder: Path) -> None:
         state = ckpt.read_json(folder, "state.json")
+        # Every process reads the full tensors; under FSDP they are scattered into the
+        # current shards (a collective per DTensor), so any mode loads any mode's checkpoint.
         for name, mod in self.modules().items():
-            mod.load_state_dict(ckpt.read_tensors(folder, name), strict=True)
+            full = ckpt.read_tensors(folder, name)
+            if self.sharded:
+                full = ckpt.shard_state_like(full, mod.state_dict())
+            mod.load_state_dict(full, strict=True)
         for name, (opt, sched) in self.optimizers().items():
             meta = state["optimizers"][name]
-            opt.load_state_dict(
-                ckpt.optimizer_from_flat(
-                    ckpt.read_tensors(folder, f"{name}.optim"), meta["optimizer"]
-                )
+            full = ckpt.optimizer_from_flat(
+                ckpt.read_tensors(folder, f"{name}.optim"), meta["optimizer"]
             )
+            if self.sharded:
+                full = ckpt.shard_optimizer_state(full, opt)
+            opt.load_state_dict(full)
             sched_state = dict(meta["scheduler"])
             # The schedule itself is a function of the config; only its counters are state.
             sched_state["lr_lambdas"] = [None] * len(opt.param_groups)
             sched.load_state_dict(sched_state)
         rank = self.acc.process_index
         rng_file = f"rng-rank{rank}"
-        if not (folder / f"{rng_file}.safetensors").is_file():
-            raise FileNotFoundError(
-                f"checkpoint {folder}: no RNG state for process {rank} (saved with "
-                f"{state.get('world_size')} processes); resume with the same process count"
+        if (folder / f"{rng_file}.safetensors").is_file():
+            ckpt.restore_rng(ckpt.read_tensors(folder, rng_file), self.generators)
+        else:
+            # More processes than the checkpoint had (N → M > N): rank k ≥ N has no stream to
+            # continue. It gets fresh streams seeded by (seed, rank, step) — a run cannot repeat
+            # an N-process run with M processes anyway — and the shared scale stream (the same
+            # on every rank) from rank 0's file. Fewer processes (N → M < N) just leave files.
+            saved = ckpt.read_tensors(folder, "rng-rank0")
+            step = int(state["step"])
+            torch.manual_seed(mix_seed(self.config.seed, 4, rank, step))
+            self.gen.manual_seed(mix_seed(self.config.seed, 2, rank, step))
+            self.scale_gen.set_state(saved["gen_scale"])
+            print(
+                f"resume: checkpoint {folder} has no RNG state for process {rank} (saved with "
+                f"{state.get('world_size')} processes); it starts fresh random streams",
+                file=sys.stderr,
             )
-        ckpt.restore_rng(ckpt.read_tensors(folder, rng_file), self.generators)
         self.data.load_state(state["data"])
         self.step = int(state["step"])
 
