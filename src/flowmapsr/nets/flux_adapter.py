@@ -56,6 +56,9 @@ class FluxAdapterConfig:
     freq_dim: int = 256
     omega_scale: float = 100.0
     attention: str = "auto"  # "auto" (math SDPA under forward AD), "math", "default"
+    # Recompute the backbone's blocks in backward instead of keeping their activations (diffusers'
+    # enable_gradient_checkpointing): less memory for large backbones, same loss and gradients.
+    gradient_checkpointing: bool = False
     # Cached text-encoder outputs of the null / pos / neg prompts (nets/prompt_bank.py).
     prompts: PromptBankConfig = field(default_factory=PromptBankConfig)
 
@@ -122,6 +125,8 @@ class FluxFlowMap(nn.Module):
             else:
                 backbone = FluxTransformer2DModel.from_config({**tiny_flux_config(), **c.backbone})
         self.backbone = backbone
+        if c.gradient_checkpointing:
+            backbone.enable_gradient_checkpointing()
         cfg = backbone.config
         if cfg.patch_size != 1 or cfg.in_channels % 4:
             raise ValueError(

@@ -64,6 +64,9 @@ class UNetAdapterConfig:
     freq_dim: int = 256  # sinusoidal features of t − r and ω
     omega_scale: float = 100.0
     attention: str = "auto"  # "auto" (math SDPA under forward AD), "math", "default"
+    # Recompute the backbone's blocks in backward instead of keeping their activations (diffusers'
+    # enable_gradient_checkpointing): less memory for large backbones, same loss and gradients.
+    gradient_checkpointing: bool = False
     # Cached text-encoder outputs of the null / pos / neg prompts (nets/prompt_bank.py).
     prompts: PromptBankConfig = field(default_factory=PromptBankConfig)
 
@@ -154,6 +157,8 @@ class UNetFlowMap(nn.Module):
             else:
                 backbone = UNet2DConditionModel.from_config({**TINY[c.variant](), **c.backbone})
         self.backbone = backbone
+        if c.gradient_checkpointing:
+            backbone.enable_gradient_checkpointing()
         cfg = backbone.config
         self.text_time = cfg.addition_embed_type == "text_time"
         if self.text_time != (c.variant == "sdxl"):

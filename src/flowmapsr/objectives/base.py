@@ -145,6 +145,7 @@ class FlowMapObjective(nn.Module):
     name = "base"
     uses_off_diagonal = True
     needs_frozen_teacher = False
+    uses_jvp = False  # forward-mode AD through the network (no gradient checkpointing then)
 
     def __init__(self, config: ObjectiveConfig | None = None):
         super().__init__()

@@ -19,6 +19,7 @@ from flowmapsr.paths.bridge import broadcast_time
 
 class Eulerian(FlowMapObjective):
     name = "eulerian"
+    uses_jvp = True
 
     def material_derivative(self, net, x, t, r, cond, v):
         """``(u, d/dt u)`` with ``d/dt u = v·∇_x u + ∂_t u`` by one JVP."""

@@ -18,6 +18,7 @@ from flowmapsr.paths.bridge import broadcast_time
 
 class Lagrangian(FlowMapObjective):
     name = "lagrangian"
+    uses_jvp = True
 
     def d_dr(self, net, x, t, r, cond):
         """``(u, ∂_r u)`` at ``(x, t, r)`` by one JVP."""

@@ -193,6 +193,17 @@ def check_config(config: TrainConfig) -> TrainConfig:
 
     names = ", ".join(OBJECTIVES)
     need("objective.name", config.objective.name in OBJECTIVES, f"a registered objective ({names})")
+    # Measured (tests/nets/test_gradient_checkpointing.py): a backward through a JVP's tangent
+    # fails in torch.utils.checkpoint ("a different number of tensors was saved ...").
+    need(
+        "net.gradient_checkpointing",
+        not (
+            getattr(config.net, "gradient_checkpointing", False)
+            and OBJECTIVES[config.objective.name].uses_jvp
+        ),
+        f"false with objective {config.objective.name} (its JVP cannot go through recomputed "
+        "blocks)",
+    )
     needs_teacher = OBJECTIVES[config.objective.name].needs_frozen_teacher
     has_teacher = bool(config.init_from or config.teacher_from)
     why = f"objective {config.objective.name} distils a frozen teacher"
