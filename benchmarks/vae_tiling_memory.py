@@ -34,18 +34,6 @@ import tempfile
 import time
 from pathlib import Path
 
-SD_VAE = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "block_out_channels": [128, 256, 512, 512],
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "layers_per_block": 2,
-    "latent_channels": 4,
-    "norm_num_groups": 32,
-    "sample_size": 512,
-}
-
 
 def _rss_kib() -> int:
     """Current resident set size in KiB (Linux /proc)."""
@@ -58,9 +46,12 @@ def _child(size: int, tile: int | None, overlap: int, save: str = "") -> None:
     import torch
 
     from flowmapsr.codecs import VAECodec, VAECodecConfig
+    from flowmapsr.nets.known_configs import KNOWN
 
     torch.manual_seed(0)
-    codec = VAECodec(VAECodecConfig(vae=SD_VAE)).eval()
+    # The published SD 2.1 VAE config (the SD/SDXL VAE shape; the scaling factor is diffusers'
+    # default 0.18215, as in the measurements above).
+    codec = VAECodec(VAECodecConfig(vae=KNOWN["sd21"]["vae"][2])).eval()
     z = torch.randn(1, 4, size // 8, size // 8)
     with torch.no_grad():
         codec.decode(torch.randn(1, 4, 8, 8))  # warm-up: kernels, allocator
