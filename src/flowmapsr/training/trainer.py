@@ -260,10 +260,8 @@ class Trainer:
             attach_lora(net, lora)
         net.to(dev)
         self.net = net
-        fsdp = (
-            os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
-            or self.acc.distributed_type == DistributedType.FSDP
-        )
+        fsdp_asked = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+        fsdp = fsdp_asked or self.acc.distributed_type == DistributedType.FSDP
         self.ema = EMA(net, decay=config.optim.ema_decay, share_frozen=not fsdp)
         # Built here, after the EMA copy: the discriminator's initial weights come from the
         # global generator in this order (bit-identical runs across the terms refactor).
@@ -282,7 +280,7 @@ class Trainer:
         # torch's own FSDP2 ``fully_shard`` (gloo) — before the optimisers are built, because
         # sharding replaces the parameters. On GPUs accelerate's prepare does the sharding.
         self.cpu_fsdp = (
-            os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+            fsdp_asked
             and self.acc.distributed_type != DistributedType.FSDP
             and self.acc.num_processes > 1
         )
