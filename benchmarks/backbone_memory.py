@@ -9,16 +9,16 @@ of the exact modules a run would train. Its VAE and text encoders are built the 
 the counts (bytes per parameter; activations NOT included — they depend on resolution, batch,
 attention kernel and checkpointing):
 
-- ``train_gib`` (the setup the presets aim at): frozen base weights in bf16 (2 B/param), the
-  trainable parameters (LoRA + the zero-initialised extras) in fp32 with their fp32 gradients,
-  Adam's two moments and an fp32 EMA of the trainable parameters (4 + 4 + 8 + 4 = 20 B/param),
-  the VAE in bf16 (the trainer encodes targets / sources), plus a frozen bf16 teacher copy of
-  the whole net when the objective needs one (``consistency``; ``shortcut`` does not). Text
-  encoders are needed only once, to fill the prompt bank, so they are listed apart
+- ``train_gib`` (the presets' setup: ``frozen_dtype: bfloat16``): frozen base weights in bf16 (2
+  B/param), the trainable parameters (LoRA + the zero-initialised extras) in fp32 with their
+  fp32 gradients, Adam's two moments and an fp32 EMA of the trainable parameters (4 + 4 + 8 + 4
+  = 20 B/param), the VAE in bf16 (the trainer encodes targets / sources), plus a frozen bf16
+  teacher copy of the whole net when the objective needs one (``consistency``; ``shortcut`` does
+  not). Text encoders are needed only once, to fill the prompt bank, so they are listed apart
   (``text_encoders_bf16_gib``).
-- ``train_gib_trainer_today``: what flowmapsr's trainer holds today for the same run — it loads
-  the backbone in fp32 (load_backbone passes no dtype; mixed_precision=bf16 is autocast), so
-  4 B per frozen parameter (the EMA shares the frozen weights, training/ema.py).
+- ``train_gib_frozen_fp32``: the same run with ``frozen_dtype=float32`` (the frozen base and VAE
+  kept in fp32, 4 B per frozen parameter; the EMA still shares the frozen weights,
+  training/ema.py). ``train_gib`` is what the presets' ``frozen_dtype: bfloat16`` holds.
 - ``train_gib_with_frozen_teacher``: the same with a frozen bf16 teacher copy of the net, as a
   ``consistency`` (FlowSR stage 2) run on this backbone would hold.
 - ``inference_bf16_gib``: backbone (LoRA merged) + VAE in bf16.
@@ -103,8 +103,8 @@ def computed(key: str) -> dict:
     teacher = OBJECTIVES[preset.objective.name].needs_frozen_teacher
     base_bf16 = 2 * frozen
     train = base_bf16 + TRAINABLE_BYTES * trainable + 2 * vae + (2 * total if teacher else 0)
-    today = 4 * frozen + TRAINABLE_BYTES * trainable + 4 * vae
-    today += 4 * total if teacher else 0
+    frozen_fp32 = 4 * frozen + TRAINABLE_BYTES * trainable + 4 * vae
+    frozen_fp32 += 4 * total if teacher else 0
     return {
         "preset": preset_name,
         "weights": known["repo"],
@@ -120,7 +120,7 @@ def computed(key: str) -> dict:
         "computed": {
             "weights_bf16_gib": round(2 * total / GIB, 2),
             "train_gib": round(train / GIB, 2),
-            "train_gib_trainer_today": round(today / GIB, 2),
+            "train_gib_frozen_fp32": round(frozen_fp32 / GIB, 2),
             "train_gib_with_frozen_teacher": round(
                 (train + (0 if teacher else 2 * total)) / GIB, 2
             ),

@@ -52,6 +52,18 @@ def test_bad_values_are_errors():
         apply_overrides(ObjectiveConfig(), ["name.sub=1"])
 
 
+def test_an_unquoted_yaml_no_is_the_choice_no():
+    """PyYAML reads ``no`` / ``off`` as False: a choice spelled that way is still the choice."""
+    from flowmapsr.training.config import TrainConfig
+
+    cfg = apply_overrides(TrainConfig(), ["mixed_precision=no"])
+    assert cfg.mixed_precision == "no"
+    assert from_dict(TrainConfig, {"mixed_precision": False}).mixed_precision == "no"
+    # A bool where no choice is spelled like it stays an error.
+    with pytest.raises(ConfigError, match="not one of"):
+        from_dict(TrainConfig, {"mixed_precision": True})
+
+
 def test_suggestions_are_whole_keys_and_never_loop():
     from flowmapsr.config import _keys
     from flowmapsr.training.config import TrainConfig

@@ -109,6 +109,13 @@ def _unwrap_optional(tp):
     return tp, False
 
 
+#: Words YAML 1.1 reads as each bool (what an unquoted choice may have been written as).
+YAML_BOOLS = {
+    False: ("no", "n", "off", "false"),
+    True: ("yes", "y", "on", "true"),
+}
+
+
 def _coerce(value: Any, tp, where: str):
     """Convert a YAML/JSON/CLI value to the annotated type ``tp``."""
     tp, optional = _unwrap_optional(tp)
@@ -145,6 +152,12 @@ def _coerce(value: Any, tp, where: str):
         return dict(value)
     if origin is typing.Literal:
         allowed = typing.get_args(tp)
+        if isinstance(value, bool) and value not in allowed:
+            # YAML 1.1 (PyYAML) reads an unquoted no/off/yes/on as a bool: mixed_precision=no
+            # must mean the choice "no", not fail as False.
+            spelled = [a for a in allowed if isinstance(a, str) and a.lower() in YAML_BOOLS[value]]
+            if len(spelled) == 1:
+                return spelled[0]
         if value not in allowed:
             raise ConfigError(f"{where}: {value!r} is not one of {list(allowed)}")
         return value

@@ -37,7 +37,7 @@ def test_a_large_preset_resolves_to_one_weights_folder_with_lora_in_bf16(name):
     # The VAE and the text encoders come from the same folder (encoders=None: the backbone's).
     assert c.codec.type == "vae" and c.codec.pretrained == folder and c.codec.tile == 1024
     assert c.net.prompts.encoders is None and c.net.prompts.tokens == tokens
-    assert c.mixed_precision == "bf16"
+    assert c.mixed_precision == "bf16" and c.frozen_dtype == "bfloat16"
     assert c.lora is not None and c.lora.rank == 16
     assert c.lora.targets == _targets(net_type, variant)
     assert c.objective.name == "shortcut"

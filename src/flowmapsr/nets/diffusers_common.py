@@ -21,11 +21,13 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, fields
+import threading
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
 import torch.autograd.forward_ad as fwAD
+import torch.utils.checkpoint
 from torch import nn
 
 from flowmapsr.nets.embeddings import sinusoidal
@@ -225,21 +227,89 @@ def has_forward_tangent(*tensors) -> bool:
     return False
 
 
+# The SDPA choice of the backbone call in progress (per thread), for checkpoint_block.
+_SDPA = threading.local()
+
+
+@contextlib.contextmanager
 def attention_context(mode: str, *tensors):
     """The SDPA backend context for one backbone call.
 
     ``math``: always the math backend; ``default``: whatever torch picks (fastest, not
     forward-differentiable on CPU/flash); ``auto``: math exactly when a forward tangent is
     present in ``tensors`` (pass the inputs and one backbone parameter, so tangents on weights
-    count too).
+    count too). The choice is recorded for :func:`checkpoint_block`.
     """
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     if mode not in ATTENTION_MODES:
         raise ValueError(f"attention mode '{mode}' is not one of {ATTENTION_MODES}")
-    if mode == "math" or (mode == "auto" and has_forward_tangent(*tensors)):
-        return sdpa_kernel(SDPBackend.MATH)
-    return contextlib.nullcontext()
+    math = mode == "math" or (mode == "auto" and has_forward_tangent(*tensors))
+    before = getattr(_SDPA, "math", False)
+    _SDPA.math = math
+    try:
+        with sdpa_kernel(SDPBackend.MATH) if math else contextlib.nullcontext():
+            yield
+    finally:
+        _SDPA.math = before
+
+
+def checkpoint_block(module: nn.Module, *args):
+    """diffusers' ``gradient_checkpointing_func`` for our adapters: torch's non-reentrant
+    checkpoint whose recomputation (in backward, after :func:`attention_context` has exited)
+    runs under the SDPA backend the forward used. Without this a math-backend forward (the
+    ``math`` mode, or ``auto`` under forward AD) is recomputed with the default kernel, which
+    saves other tensors: torch raises ``CheckpointError`` in backward."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    math = getattr(_SDPA, "math", False)
+
+    def contexts():
+        again = sdpa_kernel(SDPBackend.MATH) if math else contextlib.nullcontext()
+        return contextlib.nullcontext(), again
+
+    return torch.utils.checkpoint.checkpoint(
+        module.__call__, *args, use_reentrant=False, context_fn=contexts
+    )
+
+
+#: Adapter config fields that change how the backbone computes, not its weights: a stage that
+#: starts from an export (``init_from``) takes these from its own config.
+RUNTIME_FIELDS = ("gradient_checkpointing", "attention")
+
+
+class RuntimeSettable:
+    """Mixin of the diffusers adapters: :meth:`set_runtime` changes :data:`RUNTIME_FIELDS` of a
+    built adapter (``self.config`` and ``self.backbone``)."""
+
+    def set_runtime(self, **fields) -> None:
+        unknown = set(fields) - set(RUNTIME_FIELDS)
+        if unknown:
+            raise ValueError(f"set_runtime: {sorted(unknown)} are not runtime fields")
+        if fields.get("attention", "auto") not in ATTENTION_MODES:
+            raise ValueError(
+                f"attention mode '{fields['attention']}' is not one of {ATTENTION_MODES}"
+            )
+        if "gradient_checkpointing" in fields:
+            if fields["gradient_checkpointing"]:
+                self.backbone.enable_gradient_checkpointing(checkpoint_block)
+            else:
+                self.backbone.disable_gradient_checkpointing()
+        self.config = replace(self.config, **fields)
+
+
+#: dtype names a config may give (``load_dtype``, ``TrainConfig.frozen_dtype``).
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def torch_dtype(name: str | None) -> torch.dtype | None:
+    """``"bfloat16"`` → ``torch.bfloat16`` (None stays None); an unknown name is a one-line
+    error listing :data:`DTYPES`."""
+    if name is None:
+        return None
+    if name not in DTYPES:
+        raise ValueError(f"dtype '{name}' is not one of {', '.join(DTYPES)}")
+    return DTYPES[name]
 
 
 def load_backbone(

@@ -29,9 +29,12 @@ from flowmapsr.flowmap import Condition
 from flowmapsr.nets.diffusers_common import (
     AddToOutput,
     ExtraTimeEmbedding,
+    RuntimeSettable,
     architecture,
     attention_context,
+    checkpoint_block,
     load_backbone,
+    torch_dtype,
     widen_input,
 )
 from flowmapsr.nets.prompt_bank import (
@@ -49,6 +52,9 @@ class FluxAdapterConfig:
     subfolder: str = "transformer"
     weights_variant: str | None = None  # diffusers file variant, e.g. "fp16"
     single_file_config: str | None = None  # local diffusers folder giving a single file's config
+    # dtype the pretrained weights are read in (None: float32). The trainer sets "bfloat16" for a
+    # LoRA stage with frozen_dtype=bfloat16, so a 12 B backbone never exists in fp32 in memory.
+    load_dtype: str | None = None
     backbone: dict = field(default_factory=dict)  # transformer config keys over the tiny config
     concat_source: bool = True  # packed source latent through zero-initialised x_embedder inputs
     timestep_scale: float = 1.0  # FLUX scales t ∈ [0, 1] by 1000 itself
@@ -103,7 +109,7 @@ def image_ids(h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
     return torch.cat([torch.zeros_like(grid[:, :1]), grid], 1)
 
 
-class FluxFlowMap(nn.Module):
+class FluxFlowMap(RuntimeSettable, nn.Module):
     """``FluxTransformer2DModel`` presenting ``u = net(x_t, t, r, cond)``; see module docstring."""
 
     size_multiple = 2  # latents are packed in 2×2 patches
@@ -121,12 +127,13 @@ class FluxFlowMap(nn.Module):
                     c.subfolder,
                     c.weights_variant,
                     c.single_file_config,
+                    dtype=torch_dtype(c.load_dtype),
                 )
             else:
                 backbone = FluxTransformer2DModel.from_config({**tiny_flux_config(), **c.backbone})
         self.backbone = backbone
         if c.gradient_checkpointing:
-            backbone.enable_gradient_checkpointing()
+            backbone.enable_gradient_checkpointing(checkpoint_block)
         cfg = backbone.config
         if cfg.patch_size != 1 or cfg.in_channels % 4:
             raise ValueError(
@@ -161,7 +168,7 @@ class FluxFlowMap(nn.Module):
         arch = architecture(self.backbone)
         arch["in_channels"] = self.packed_channels
         bank = saved_bank_config(self.config.prompts, self.prompts)
-        return replace(self.config, pretrained=None, backbone=arch, prompts=bank)
+        return replace(self.config, pretrained=None, load_dtype=None, backbone=arch, prompts=bank)
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, r: torch.Tensor, cond: Condition | None = None

@@ -34,9 +34,12 @@ from flowmapsr.flowmap import Condition
 from flowmapsr.nets.diffusers_common import (
     AddToOutput,
     ExtraTimeEmbedding,
+    RuntimeSettable,
     architecture,
     attention_context,
+    checkpoint_block,
     load_backbone,
+    torch_dtype,
     widen_input,
 )
 from flowmapsr.nets.prompt_bank import (
@@ -57,6 +60,9 @@ class UNetAdapterConfig:
     subfolder: str = "unet"
     weights_variant: str | None = None  # diffusers file variant, e.g. "fp16"
     single_file_config: str | None = None  # local diffusers folder giving a single file's config
+    # dtype the pretrained weights are read in (None: float32). The trainer sets "bfloat16" for a
+    # LoRA stage with frozen_dtype=bfloat16, so a 12 B backbone never exists in fp32 in memory.
+    load_dtype: str | None = None
     backbone: dict = field(default_factory=dict)  # UNet config keys over the tiny config
     concat_source: bool = True  # source latent through zero-initialised extra conv_in channels
     timestep_scale: float = 1000.0  # t ∈ [0, 1] → the backbone's timestep
@@ -131,7 +137,7 @@ def pooled_dim(cfg) -> int:
     )
 
 
-class UNetFlowMap(nn.Module):
+class UNetFlowMap(RuntimeSettable, nn.Module):
     """``UNet2DConditionModel`` presenting ``u = net(x_t, t, r, cond)``; see module docstring.
 
     ``backbone``: the diffusers UNet (its own parameter names, so LoRA targets and checkpoints
@@ -153,12 +159,13 @@ class UNetFlowMap(nn.Module):
                     c.subfolder,
                     c.weights_variant,
                     c.single_file_config,
+                    dtype=torch_dtype(c.load_dtype),
                 )
             else:
                 backbone = UNet2DConditionModel.from_config({**TINY[c.variant](), **c.backbone})
         self.backbone = backbone
         if c.gradient_checkpointing:
-            backbone.enable_gradient_checkpointing()
+            backbone.enable_gradient_checkpointing(checkpoint_block)
         cfg = backbone.config
         self.text_time = cfg.addition_embed_type == "text_time"
         if self.text_time != (c.variant == "sdxl"):
@@ -193,7 +200,7 @@ class UNetFlowMap(nn.Module):
         arch = architecture(self.backbone)
         arch["in_channels"] = self.latent_channels  # conv_in is widened by the adapter itself
         bank = saved_bank_config(self.config.prompts, self.prompts)
-        return replace(self.config, pretrained=None, backbone=arch, prompts=bank)
+        return replace(self.config, pretrained=None, load_dtype=None, backbone=arch, prompts=bank)
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, r: torch.Tensor, cond: Condition | None = None

@@ -123,6 +123,11 @@ class TrainConfig:
     max_minutes: float = 0.0  # also stop (checkpoint + export) after this much wall time; 0 = off
     grad_accum: int = 1
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU
+    # dtype of the weights nothing trains: a LoRA stage's base network, the frozen teacher, the
+    # codec. "bfloat16" halves their memory (a pretrained base is read from its folder in bf16);
+    # trainable weights, their gradients, Adam's moments and the EMA stay float32. Needs
+    # autocast (mixed_precision bf16 / fp16), which computes those layers in low precision anyway.
+    frozen_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     seed: int = 0
     log_every: int = 10
     progress: Literal["tqdm", "rich", "none"] = "tqdm"
@@ -183,6 +188,12 @@ def check_config(config: TrainConfig) -> TrainConfig:
         need(
             "data.kind", config.data.kind != "pairs", "synthetic or folders with data.source=noise"
         )
+    need("frozen_dtype", config.frozen_dtype in ("float32", "bfloat16", "float16"),
+         "float32, bfloat16 or float16")  # fmt: skip
+    # "auto" is checked again where it resolves (the Trainer: "no" on a CPU).
+    need("frozen_dtype", config.frozen_dtype == "float32" or config.mixed_precision != "no",
+         "float32 with mixed_precision=no (without autocast, fp32 activations would meet "
+         "low-precision weights)")  # fmt: skip
     need("optim.lr", positive_finite(config.optim.lr), "a finite number > 0")
     need("optim.warmup_steps", config.optim.warmup_steps >= 0, "≥ 0")
     need("optim.ema_decay", 0 <= config.optim.ema_decay <= 1, "in [0, 1]")

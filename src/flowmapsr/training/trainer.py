@@ -31,11 +31,12 @@ import torch
 from torch import nn
 
 from flowmapsr.codecs import build_codec, describe_codec
-from flowmapsr.config import save_json, to_dict
+from flowmapsr.config import ConfigError, save_json, to_dict
 from flowmapsr.flowmap import PROMPT_POS, Condition
 from flowmapsr.inference.pipeline import SRPipeline
 from flowmapsr.inference.solvers import SOLVERS, time_grid
 from flowmapsr.nets import build_net, describe_net, net_config
+from flowmapsr.nets.diffusers_common import RUNTIME_FIELDS, torch_dtype
 from flowmapsr.nets.lora import attach_lora, has_lora, merged_copy
 from flowmapsr.objectives import FlowBatch, build_objective
 from flowmapsr.objectives.adversarial import discriminator_step_loss
@@ -157,7 +158,17 @@ def build_network(config: TrainConfig) -> tuple[nn.Module, TrainConfig, str, nn.
     """The backbone (fresh or from ``init_from``), the config with the net actually used, a
     note for the log, and ``init_from``'s codec (None for a fresh start)."""
     if not config.init_from:
-        return build_net(config.net), config, "fresh", None
+        net_cfg = config.net
+        if (
+            config.frozen_dtype != "float32"
+            and stage_lora(config) is not None
+            and getattr(net_cfg, "pretrained", None)
+            and hasattr(net_cfg, "load_dtype")
+        ):
+            # Only the LoRA's frozen base is read in low precision: fully trained weights would
+            # start from rounded values (cast_frozen keeps trainable parameters float32).
+            net_cfg = replace(net_cfg, load_dtype=config.frozen_dtype)
+        return build_net(net_cfg), config, "fresh", None
     folder = Path(config.init_from).expanduser()
     pipe = SRPipeline.from_pretrained(folder)
     net_cfg = net_config(pipe.config.net, f"{folder}: net")
@@ -168,7 +179,35 @@ def build_network(config: TrainConfig) -> tuple[nn.Module, TrainConfig, str, nn.
         # as the network it computes: adapters folded in at the export's scale.
         net = merged_copy(net).requires_grad_(True)
         note += f" (LoRA merged at scale {pipe.config.lora_scale:g})"
+    # The export's net wins, except for how it computes (gradient checkpointing, attention
+    # kernel): those are this stage's choice, when its config names the same backbone type.
+    stage_net = config.net
+    if getattr(stage_net, "type", None) == getattr(net_cfg, "type", None) and hasattr(
+        net, "set_runtime"
+    ):
+        runtime = {k: getattr(stage_net, k) for k in RUNTIME_FIELDS if hasattr(stage_net, k)}
+        changed = {k: v for k, v in runtime.items() if getattr(net_cfg, k) != v}
+        if changed:
+            net.set_runtime(**changed)
+            net_cfg = replace(net_cfg, **changed)
+            note += " (" + ", ".join(f"{k}={v}" for k, v in changed.items()) + " from this stage)"
     return net.train(), replace(config, net=net_cfg), note, pipe.codec
+
+
+def cast_frozen(module: nn.Module, dtype: torch.dtype) -> int:
+    """Frozen floating-point parameters of ``module`` → ``dtype``, trainable ones → float32 (the
+    optimiser's master weights), in place (the same ``Parameter`` objects, so optimisers and the
+    EMA built afterwards see them). Returns the bytes the frozen parameters now take."""
+    frozen_bytes = 0
+    for p in module.parameters():
+        if not p.is_floating_point():
+            continue
+        want = torch.float32 if p.requires_grad else dtype
+        if p.dtype != want:
+            p.data = p.data.to(want)
+        if not p.requires_grad:
+            frozen_bytes += p.numel() * p.element_size()
+    return frozen_bytes
 
 
 def stage_lora(config: TrainConfig):
@@ -213,6 +252,11 @@ class Trainer:
         mp = config.mixed_precision
         if mp == "auto":
             mp = "bf16" if torch.cuda.is_available() else "no"
+        if config.frozen_dtype != "float32" and mp == "no":
+            raise ConfigError(
+                f"frozen_dtype={config.frozen_dtype} needs autocast, but mixed_precision "
+                "resolved to 'no' here (set mixed_precision=bf16)"
+            )
         if config.adversarial.enabled and config.grad_accum != 1:
             raise ValueError("adversarial stage: grad_accum must be 1")
         # A recipe builds one Accelerator per stage in one process; accelerate keeps process-wide
@@ -258,6 +302,12 @@ class Trainer:
         lora = stage_lora(config)
         if lora is not None:
             attach_lora(net, lora)
+        if config.frozen_dtype != "float32":
+            low = torch_dtype(config.frozen_dtype)
+            # Before the EMA (it shares the frozen tensors) and before sharding / optimisers.
+            for module in (net, self.frozen, self.codec):
+                if module is not None:
+                    cast_frozen(module, low)
         net.to(dev)
         self.net = net
         fsdp_asked = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
@@ -539,14 +589,17 @@ class Trainer:
     def validate(self) -> dict:
         c = self.config
         lora = c.validation.lora_scales if c.adversarial.enabled else None
-        vals = run_validation(
-            self.pipeline(),
-            self.vset,
-            c.validation,
-            self.out / "samples" / f"step-{self.step:08d}.png",
-            seed=c.seed,
-            lora_scales=lora,
-        )
+        # Low-precision frozen weights beside float32 trainable ones compute only under autocast.
+        mixed = c.frozen_dtype != "float32"
+        with self.acc.autocast() if mixed else contextlib.nullcontext():
+            vals = run_validation(
+                self.pipeline(),
+                self.vset,
+                c.validation,
+                self.out / "samples" / f"step-{self.step:08d}.png",
+                seed=c.seed,
+                lora_scales=lora,
+            )
         return {"step": self.step, **vals}
 
     def train_step(self) -> dict:
