@@ -11,6 +11,7 @@ from flowmapsr.config import ConfigError
 from flowmapsr.inference.pipeline import SRPipeline
 from flowmapsr.nets.unet_adapter import TINY
 from flowmapsr.testing.text_encoders import write_text_encoders
+from flowmapsr.training.checkpoint import latest_checkpoint, read_json, read_tensors
 from flowmapsr.training.presets import resolve_config
 from flowmapsr.training.runlog import read_csv
 from flowmapsr.training.trainer import Trainer, build_network
@@ -89,7 +90,15 @@ def test_the_sd21_preset_reads_its_lora_base_in_bf16_and_trains_only_float32(tmp
     losses = [float(r["loss"]) for r in read_csv(out / "train.csv")]
     assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
 
-    # It resumes from its checkpoint in the same dtypes, and the export upscales.
+    # The checkpoint holds what trains, not the base the folder gives back.
+    ck = latest_checkpoint(out / "checkpoints")
+    frozen = {n for n, p in t.net.named_parameters() if not p.requires_grad}
+    saved = set(read_tensors(ck, "model"))
+    assert saved and not saved & frozen and trainable <= saved
+    assert not {k.removeprefix("shadow.") for k in read_tensors(ck, "ema")} & frozen
+    assert read_json(ck, "state.json")["base"]["unsaved_tensors"] == len(frozen)
+
+    # It resumes from that checkpoint in the same dtypes and repeats the uninterrupted run.
     t2 = Trainer(_sd21(folder, out, "max_steps=3", "frozen_dtype=bfloat16"))
     t2.fit()
     assert t2.step == 3
@@ -97,6 +106,18 @@ def test_the_sd21_preset_reads_its_lora_base_in_bf16_and_trains_only_float32(tmp
         p.dtype == (torch.float32 if p.requires_grad else torch.bfloat16)
         for p in t2.net.parameters()
     )
+    ref = tmp_path / "ref"
+    Trainer(_sd21(folder, ref, "max_steps=3", "frozen_dtype=bfloat16")).fit()
+    last = {int(r["step"]): float(r["loss"]) for r in read_csv(out / "train.csv")}
+    want = {int(r["step"]): float(r["loss"]) for r in read_csv(ref / "train.csv")}
+    assert last[3] == pytest.approx(want[3], rel=1e-6)
+
+    # Other weights in the folder than the checkpoint was trained over: one line, no resume.
+    torch.manual_seed(1)
+    diffusers.UNet2DConditionModel.from_config(TINY["sd21"]()).save_pretrained(folder / "unet")
+    with pytest.raises(ValueError, match="checksum") as err:
+        Trainer(_sd21(folder, out, "max_steps=4", "frozen_dtype=bfloat16")).fit()
+    assert "\n" not in str(err.value)
     pipe = SRPipeline.from_pretrained(export)
     y = pipe.upscale_tensor(torch.rand(1, 3, 16, 16), scale=4, steps=1)
     assert y.shape == (1, 3, 64, 64) and torch.isfinite(y).all()

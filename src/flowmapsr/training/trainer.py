@@ -210,6 +210,18 @@ def cast_frozen(module: nn.Module, dtype: torch.dtype) -> int:
     return frozen_bytes
 
 
+def base_checksum(net: nn.Module, names: frozenset[str]) -> float:
+    """A float64 sum of ``Σ|w| + Σ w`` over the parameters ``names`` (the frozen base): the same
+    weights give the same number (to reduction order); other weights, almost surely not."""
+    total = 0.0
+    with torch.no_grad():
+        for n, p in net.named_parameters():
+            if n in names:
+                q = p.detach().double()
+                total += float(q.abs().sum()) + float(q.sum())
+    return total
+
+
 def stage_lora(config: TrainConfig):
     """The LoRA config this stage trains (the adversarial stage's, or ``lora``), or None."""
     return config.adversarial.lora if config.adversarial.enabled else config.lora
@@ -313,6 +325,19 @@ class Trainer:
         fsdp_asked = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
         fsdp = fsdp_asked or self.acc.distributed_type == DistributedType.FSDP
         self.ema = EMA(net, decay=config.optim.ema_decay, share_frozen=not fsdp)
+        # A LoRA stage over a pretrained weights folder: its frozen base is that folder's, read
+        # again at every start (like a pretrained VAE), so checkpoints hold only what trains —
+        # without this every SDXL checkpoint rewrote the 2.6 B frozen weights twice (model and
+        # EMA). A checksum in state.json catches a folder whose weights changed in between.
+        self.unsaved: frozenset[str] = frozenset()
+        self.base_checksum = None
+        if stage_lora(config) is not None and not config.init_from:
+            pretrained = getattr(config.net, "pretrained", None)
+            if pretrained:
+                self.unsaved = frozenset(
+                    n for n, p in net.named_parameters() if not p.requires_grad
+                )
+                self.base_checksum = base_checksum(net, self.unsaved)
         # Built here, after the EMA copy: the discriminator's initial weights come from the
         # global generator in this order (bit-identical runs across the terms refactor).
         terms, notes = build_terms(config)
@@ -425,7 +450,10 @@ class Trainer:
         # rank); the main process writes them. Without sharding only the main process reads
         # its (already full) states, as before.
         if self.is_main or self.sharded:
-            mod_states = {n: ckpt.full_tensors(m.state_dict()) for n, m in self.modules().items()}
+            mod_states = {
+                n: ckpt.full_tensors(self._saved_state(n, m.state_dict()))
+                for n, m in self.modules().items()
+            }
             opt_states = {
                 n: ckpt.full_optimizer_state(o) for n, (o, _) in self.optimizers().items()
             }
@@ -444,6 +472,7 @@ class Trainer:
                     "data": self.data.state(),
                     "optimizers": metas,
                     "world_size": self.acc.num_processes,
+                    **self._base_state(),
                 },
             )
             writer.json("config.json", to_dict(self.config))
@@ -457,10 +486,22 @@ class Trainer:
         state = ckpt.read_json(folder, "state.json")
         # Every process reads the full tensors; under FSDP they are scattered into the
         # current shards (a collective per DTensor), so any mode loads any mode's checkpoint.
+        self._check_base(folder, state)
         for name, mod in self.modules().items():
             full = ckpt.read_tensors(folder, name)
+            current = mod.state_dict()
+            # Keys a checkpoint may leave out: the frozen base read from its folder again.
+            absent = set(current) - set(full)
+            if absent:
+                unsaved = set(current) - set(self._saved_state(name, current))
+                if not absent <= unsaved:
+                    raise ValueError(
+                        f"resume: {folder}/{name}.safetensors lacks {len(absent - unsaved)} "
+                        f"trained tensors (e.g. {sorted(absent - unsaved)[0]})"
+                    )
+                full = {**{k: current[k] for k in absent}, **full}
             if self.sharded:
-                full = ckpt.shard_state_like(full, mod.state_dict())
+                full = ckpt.shard_state_like(full, current)
             mod.load_state_dict(full, strict=True)
         for name, (opt, sched) in self.optimizers().items():
             meta = state["optimizers"][name]
@@ -512,6 +553,43 @@ class Trainer:
     #: Config sections that decide the shapes of the saved tensors: a change in any of them makes
     #: the checkpoint unloadable (other keys, e.g. the lr, may change across a resume).
     SHAPE_KEYS = ("net", "lora", "adversarial.enabled", "adversarial.disc", "adversarial.lora")
+    # Keys under SHAPE_KEYS that change how the net computes or where its weights are read from,
+    # not its shape (a moved weights folder is checked by the base checksum instead).
+    NOT_SHAPE = frozenset(
+        {*(f"net.{k}" for k in RUNTIME_FIELDS), "net.pretrained", "net.load_dtype"}
+    )
+
+    def _saved_state(self, name: str, state: dict) -> dict:
+        """``state`` of module ``name`` as checkpoints hold it: without the frozen base that is
+        read from its weights folder again (:attr:`unsaved`; the EMA's keys are ``shadow.*``)."""
+        if not self.unsaved or name not in ("model", "ema"):
+            return state
+        prefix = "shadow." if name == "ema" else ""
+        return {k: v for k, v in state.items() if k.removeprefix(prefix) not in self.unsaved}
+
+    def _base_state(self) -> dict:
+        if not self.unsaved:
+            return {}
+        return {
+            "base": {
+                "pretrained": str(self.config.net.pretrained),
+                "unsaved_tensors": len(self.unsaved),
+                "checksum": self.base_checksum,
+            }
+        }
+
+    def _check_base(self, folder: Path, state: dict) -> None:
+        """One line when the checkpoint left the frozen base out but this run's base differs."""
+        saved = state.get("base")
+        if not saved:
+            return
+        now = self.base_checksum
+        if now is None or not math.isclose(now, saved["checksum"], rel_tol=1e-9, abs_tol=1e-6):
+            raise ValueError(
+                f"resume: checkpoint {folder} was trained over the frozen base of "
+                f"{saved['pretrained']} (checksum {saved['checksum']!r}); this run's base "
+                f"{getattr(self.config.net, 'pretrained', None)} has checksum {now!r}"
+            )
 
     def check_resumable(self, folder: Path) -> None:
         """``ValueError`` (one line) when ``folder``'s run had another network shape than this one.
@@ -527,6 +605,7 @@ class Trainer:
             f"{key}: {a!r} → {b!r}"
             for section in self.SHAPE_KEYS
             for key, a, b in _differences(section, _dig(old, section), _dig(new, section))
+            if key not in self.NOT_SHAPE
         ]
         if diffs:
             raise ValueError(
