@@ -1,8 +1,11 @@
 """The training step's extra loss terms (flowmapsr.training.loss_terms) and their configuration."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -281,3 +284,36 @@ def test_stage4_with_an_adl_term_logs_an_adl_column(tmp_path, tiny):
             + 0.01 * float(r["adl"])
         )
         assert float(r["loss"]) == pytest.approx(total, rel=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate CLI not installed")
+@pytest.mark.parametrize(
+    "mode, preset", [("ddp", "flowmapsr-stage2-distill"), ("fsdp", "tiny-sd21-flowmapsr")]
+)
+def test_adl_term_under_two_processes(tmp_path, tiny, mode, preset):
+    """The hooks sit on the inner net: under DDP (small net) and CPU FSDP2 (a tiny SD 2.1 UNet,
+    its transformer blocks) the run logs a finite ``adl`` on every step."""
+    out = tmp_path / mode
+    more = ["max_steps=2", "terms=[{name: adl, weight: 0.01}]"]
+    opts = (
+        tiny(out, *more)
+        if preset.startswith("flowmapsr-")
+        else [f"output_dir={out}", "progress=none", "tensorboard=false", "log_every=1", *more]
+    )
+    launch = ["--config_file", str(FSDP_CPU)] if mode == "fsdp" else DDP_LAUNCH
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", CUDA_VISIBLE_DEVICES="")
+    cmd = [shutil.which("accelerate"), "launch", *launch, "-m", "flowmapsr.cli.train", preset]
+    proc = subprocess.run([*cmd, *opts], env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = read_csv(out / "train.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2]
+    for r in rows:
+        assert -1.0 <= float(r["adl"]) <= 1.0
+        total = float(r["anchor"]) + 0.01 * float(r["adl"])
+        assert float(r["loss"]) == pytest.approx(total, rel=1e-5)  # train.csv: 6 digits
+
+
+DDP_LAUNCH = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
+DDP_LAUNCH += ["--mixed_precision", "no", "--dynamo_backend", "no"]
+FSDP_CPU = resources.files("flowmapsr") / "configs" / "accelerate" / "fsdp-cpu-2proc.yaml"
