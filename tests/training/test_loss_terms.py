@@ -160,15 +160,22 @@ def test_a_perceptual_term_on_latents_is_refused():
         resolve_config("tiny-sdxl-flowmapsr", ["terms=[{name: perceptual}]"])
 
 
-def test_dry_run_rejects_an_unknown_term_in_one_line():
+@pytest.mark.parametrize(
+    "terms, message",
+    [
+        ("[{name: lpip}]", "terms[0].name must be a registered loss term"),
+        ("[{name: adl, layers: 'blocks.(['}]", "terms[0].layers must be auto, a backbone name"),
+    ],
+)
+def test_dry_run_rejects_a_bad_term_in_one_line(terms, message):
     proc = subprocess.run(
         [sys.executable, "-m", "flowmapsr", "train", "flowmapsr-stage2-distill",
-         "terms=[{name: lpip}]", "--dry-run"],
+         f"terms={terms}", "--dry-run"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "terms[0].name must be a registered loss term" in lines[0]
+    assert len(lines) == 1 and message in lines[0]
 
 
 def _adl_trainer(tmp_path, tiny, weight: float, *more) -> Trainer:
@@ -217,6 +224,13 @@ def test_adl_term_is_adl_loss_of_the_one_step_forward_and_its_gradient_reaches_t
     for name, g in g_step.items():
         expect = g_anchor.get(name, torch.zeros_like(g)) + weight * g_adl.get(name, 0.0)
         torch.testing.assert_close(g, expect, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_an_adl_term_of_weight_zero_logs_adl_and_leaves_the_loss_alone(tmp_path, tiny):
+    t = _adl_trainer(tmp_path, tiny, 0.0)
+    fb = t.flow_batch(t.data.next(t.scale_gen))
+    loss, logs, _ = t.step_module("g", fb, torch.Generator().manual_seed(5), t.ema.shadow, 1)
+    assert 0.0 < logs["adl"] <= 1.0 and logs["loss"] == logs["anchor"]
 
 
 def test_adl_layers_matching_no_module_fail_at_build_naming_the_pattern(tmp_path, tiny):
