@@ -13,6 +13,7 @@ from flowmapsr.objectives.adl import (
     adl_loss,
     as_tokens,
     capture_tokens,
+    find_layers,
     token_similarity,
 )
 
@@ -111,6 +112,15 @@ def test_tiny_flux_adapter_hooks_record_image_tokens_of_both_block_kinds(gen):
     assert len(again) == 2
     torch.testing.assert_close(ckpt_loss, loss)
     torch.testing.assert_close(net.backbone.x_embedder.weight.grad, grad)
+
+
+def test_find_layers_names_the_blocks_and_admits_a_wrapper_prefix(gen):
+    net = _small(gen)
+    assert [n for n, _ in find_layers(net, "auto")] == ["blocks.0", "blocks.1", "blocks.2"]
+    assert [m for _, m in find_layers(net, r"blocks\.1")] == [net.blocks[1]]
+    wrapped = torch.nn.ModuleDict({"module": net})  # DDP-style "module." prefix
+    assert [n for n, _ in find_layers(wrapped, "small")][0] == "module.blocks.0"
+    assert find_layers(net, r"nothing\.here") == []
 
 
 def test_a_pattern_matching_nothing_is_a_one_line_error(gen):

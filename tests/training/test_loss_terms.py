@@ -1,8 +1,11 @@
 """The training step's extra loss terms (flowmapsr.training.loss_terms) and their configuration."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -10,9 +13,11 @@ import torch
 from torch import nn
 
 from flowmapsr.config import ConfigError
+from flowmapsr.objectives.adl import adl_loss, as_tokens, capture_tokens
 from flowmapsr.objectives.perceptual import PerceptualConfig
 from flowmapsr.training.config import TrainConfig
 from flowmapsr.training.loss_terms import (
+    INPUTS,
     TERMS,
     TermConfig,
     TermInputs,
@@ -45,10 +50,13 @@ def test_every_registered_term_builds_is_finite_and_reaches_the_generator(name, 
     src = torch.rand(2, 3, 32, 32, generator=gen) * 2 - 1
     hr = torch.rand(2, 3, 32, 32, generator=gen) * 2 - 1
     fake = generator(src)
+    assert term.needs <= set(INPUTS)
     inputs = TermInputs(
         fake=fake if "fake" in term.needs else None,
         hr=hr,
         source=src if "source" in term.needs else None,
+        # the generator's output read as a layer's tokens (B, H·W, C), as a hook records it
+        tokens={term.layers: [as_tokens(fake)]} if "tokens" in term.needs else None,
     )
     loss, logs = term(inputs)
     assert loss.dim() == 0 and torch.isfinite(loss)
@@ -138,6 +146,7 @@ def test_a_perceptual_and_l1_fine_tune_without_a_gan(tmp_path, tiny):
         ("[{name: lpip}]", "terms[0].name must be a registered loss term (gan, perceptual, l1"),
         ("[{name: l1}, {name: gan}]", "terms[1].name: gan is the adversarial stage's term"),
         ("[{name: l1, weight: -1}]", "terms[0].weight must be a finite number ≥ 0"),
+        ("[{name: adl, layers: 'blocks\\.('}]", "terms[0].layers must be auto, a backbone name"),
     ],
 )
 def test_bad_terms_are_one_line_config_errors(terms, message):
@@ -151,12 +160,174 @@ def test_a_perceptual_term_on_latents_is_refused():
         resolve_config("tiny-sdxl-flowmapsr", ["terms=[{name: perceptual}]"])
 
 
-def test_dry_run_rejects_an_unknown_term_in_one_line():
+@pytest.mark.parametrize(
+    "terms, message",
+    [
+        ("[{name: lpip}]", "terms[0].name must be a registered loss term"),
+        ("[{name: adl, layers: 'blocks.(['}]", "terms[0].layers must be auto, a backbone name"),
+    ],
+)
+def test_dry_run_rejects_a_bad_term_in_one_line(terms, message):
     proc = subprocess.run(
         [sys.executable, "-m", "flowmapsr", "train", "flowmapsr-stage2-distill",
-         "terms=[{name: lpip}]", "--dry-run"],
+         f"terms={terms}", "--dry-run"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "terms[0].name must be a registered loss term" in lines[0]
+    assert len(lines) == 1 and message in lines[0]
+
+
+def _adl_trainer(tmp_path, tiny, weight: float, *more) -> Trainer:
+    terms = f"terms=[{{name: adl, weight: {weight}}}]"
+    cfg = resolve_config("flowmapsr-stage1-fm", tiny(tmp_path, "max_steps=1", terms, *more))
+    return Trainer(cfg)
+
+
+def _grads(net) -> dict[str, torch.Tensor]:
+    return {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+
+
+def test_adl_term_is_adl_loss_of_the_one_step_forward_and_its_gradient_reaches_the_net(
+    tmp_path, tiny
+):
+    """The step's ``adl`` log equals :func:`adl_loss` computed by hand on a second run of the
+    same one-step forward, and the step's gradient is the anchor's plus ``weight`` × ADL's."""
+    weight = 0.5
+    t = _adl_trainer(tmp_path / "a", tiny, weight, "net.blocks=2")
+    step = t.step_module
+    assert [term.name for term in t.terms] == ["adl"] and step.token_layers == ["auto"]
+    fb = t.flow_batch(t.data.next(t.scale_gen))
+
+    t.net.zero_grad()
+    loss, logs, _ = step("g", fb, torch.Generator().manual_seed(5), t.ema.shadow, 1)
+    loss.backward()
+    g_step = _grads(t.net)
+    assert not any(b._forward_hooks for b in t.net.blocks)  # hooks removed after the step
+
+    t.net.zero_grad()
+    with capture_tokens(t.net, "auto") as tokens:
+        step.one_step_sample(fb.src, fb.cond.source, 1)
+    assert len(tokens) == 2  # one per residual block, one network call
+    adl = adl_loss(tokens).mean()
+    assert logs["adl"] == float(adl.detach())
+    assert logs["loss"] == pytest.approx(logs["anchor"] + weight * logs["adl"], rel=1e-6)
+    adl.backward()
+    g_adl = _grads(t.net)
+    assert sum(float(g.abs().sum()) for g in g_adl.values()) > 0
+
+    t.net.zero_grad()
+    res = t.objective(t.net, fb, generator=torch.Generator().manual_seed(5), teacher=t.ema.shadow)
+    res.loss.backward()
+    g_anchor = _grads(t.net)
+    assert float(res.loss.detach()) == logs["anchor"]
+    for name, g in g_step.items():
+        expect = g_anchor.get(name, torch.zeros_like(g)) + weight * g_adl.get(name, 0.0)
+        torch.testing.assert_close(g, expect, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_an_adl_term_of_weight_zero_logs_adl_and_leaves_the_loss_alone(tmp_path, tiny):
+    t = _adl_trainer(tmp_path, tiny, 0.0)
+    fb = t.flow_batch(t.data.next(t.scale_gen))
+    loss, logs, _ = t.step_module("g", fb, torch.Generator().manual_seed(5), t.ema.shadow, 1)
+    assert 0.0 < logs["adl"] <= 1.0 and logs["loss"] == logs["anchor"]
+
+
+def test_adl_layers_matching_no_module_fail_at_build_naming_the_pattern(tmp_path, tiny):
+    cfg = resolve_config(
+        "flowmapsr-stage1-fm",
+        tiny(tmp_path, "max_steps=1", "terms=[{name: adl, layers: 'nothing\\.here'}]"),
+    )
+    with pytest.raises(ValueError) as err:
+        Trainer(cfg)
+    message = str(err.value)
+    assert "loss term adl: layers 'nothing\\.here' match no module" in message
+    assert "\n" not in message
+
+
+def test_two_adl_terms_read_their_own_layers(tmp_path, tiny):
+    terms = (
+        "terms=[{name: adl, label: adl_all}, {name: adl, label: adl_first, layers: 'blocks\\.0'}]"
+    )
+    cfg = resolve_config(
+        "flowmapsr-stage1-fm", tiny(tmp_path, "max_steps=1", "net.blocks=2", terms)
+    )
+    t = Trainer(cfg)
+    with torch.no_grad():  # a fresh block adds zero (zero-init conv2): make the blocks differ
+        for p in t.net.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(3)))
+    step = t.step_module
+    fb = t.flow_batch(t.data.next(t.scale_gen))
+    _, logs, _ = step("g", fb, torch.Generator().manual_seed(5), t.ema.shadow, 1)
+    with torch.no_grad(), capture_tokens(t.net, r"blocks\.0") as first:
+        step.one_step_sample(fb.src, fb.cond.source, 1)
+    assert len(first) == 1
+    assert logs["adl_first"] == pytest.approx(float(adl_loss(first).mean()), rel=1e-6)
+    assert logs["adl_all"] != logs["adl_first"]
+
+
+def test_stage4_with_an_adl_term_logs_an_adl_column(tmp_path, tiny):
+    base = train(resolve_config("flowmapsr-stage1-fm", tiny(tmp_path / "s1", "max_steps=1")))
+    out = tmp_path / "s4"
+    cfg = resolve_config(
+        "flowmapsr-stage4-adversarial",
+        tiny(
+            out,
+            "max_steps=2",
+            f"init_from={base}",
+            "adversarial.disc.depth=2",
+            "adversarial.disc.channels=8",
+            "adversarial.lora.rank=2",
+            "adversarial.nfe=[2]",  # two network calls: both calls' tokens count
+            "adversarial.perceptual.kind=sobel_l1",
+            "terms=[{name: adl, weight: 0.01}]",
+        ),
+    )
+    t = Trainer(cfg)
+    assert [term.name for term in t.terms] == ["gan", "perceptual", "adl"]
+    t.fit()
+    rows = read_csv(out / "train.csv")
+    assert len(rows) == 2 and {"anchor", "g_adv", "perceptual", "adl", "loss"} <= set(rows[0])
+    adv = cfg.adversarial
+    for r in rows:
+        assert -1.0 <= float(r["adl"]) <= 1.0
+        total = (
+            adv.anchor_weight * float(r["anchor"])
+            + adv.weight * float(r["g_adv"])
+            + adv.perceptual.weight * float(r["perceptual"])
+            + 0.01 * float(r["adl"])
+        )
+        assert float(r["loss"]) == pytest.approx(total, rel=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate CLI not installed")
+@pytest.mark.parametrize(
+    "mode, preset", [("ddp", "flowmapsr-stage2-distill"), ("fsdp", "tiny-sd21-flowmapsr")]
+)
+def test_adl_term_under_two_processes(tmp_path, tiny, mode, preset):
+    """The hooks sit on the inner net: under DDP (small net) and CPU FSDP2 (a tiny SD 2.1 UNet,
+    its transformer blocks) the run logs a finite ``adl`` on every step."""
+    out = tmp_path / mode
+    more = ["max_steps=2", "terms=[{name: adl, weight: 0.01}]"]
+    opts = (
+        tiny(out, *more)
+        if preset.startswith("flowmapsr-")
+        else [f"output_dir={out}", "progress=none", "tensorboard=false", "log_every=1", *more]
+    )
+    launch = ["--config_file", str(FSDP_CPU)] if mode == "fsdp" else DDP_LAUNCH
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", CUDA_VISIBLE_DEVICES="")
+    cmd = [shutil.which("accelerate"), "launch", *launch, "-m", "flowmapsr.cli.train", preset]
+    proc = subprocess.run([*cmd, *opts], env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = read_csv(out / "train.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2]
+    for r in rows:
+        assert -1.0 <= float(r["adl"]) <= 1.0
+        total = float(r["anchor"]) + 0.01 * float(r["adl"])
+        assert float(r["loss"]) == pytest.approx(total, rel=1e-5)  # train.csv: 6 digits
+
+
+DDP_LAUNCH = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
+DDP_LAUNCH += ["--mixed_precision", "no", "--dynamo_backend", "no"]
+FSDP_CPU = resources.files("flowmapsr") / "configs" / "accelerate" / "fsdp-cpu-2proc.yaml"

@@ -90,20 +90,34 @@ def adl_loss(layer_tokens: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([token_similarity(t) for t in layer_tokens]).mean(dim=0)
 
 
+#: The end of capture_tokens' error for FluxSR's objective (its config keys).
+FTD_FIX = "set objective.ftd.adl_layers to a regex of its module names, or objective.ftd.adl=0"
+
+
+def find_layers(net: nn.Module, layers: str = "auto") -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` of ``net``'s modules whose names fully match ``layer_pattern(layers)``
+    (empty where none does, or ``net`` is not a module)."""
+    regex = re.compile(layer_pattern(layers))
+    modules = net.named_modules() if isinstance(net, nn.Module) else ()
+    return [(name, m) for name, m in modules if regex.fullmatch(name)]
+
+
 @contextmanager
-def capture_tokens(net: nn.Module, layers: str = "auto") -> Iterator[list[torch.Tensor]]:
+def capture_tokens(
+    net: nn.Module,
+    layers: str = "auto",
+    fix: str = FTD_FIX,
+) -> Iterator[list[torch.Tensor]]:
     """Record, as tokens ``(B, N, C)``, the outputs of ``net``'s modules whose names fully match
     ``layer_pattern(layers)``, for every forward run inside the ``with`` block; the hooks are
     removed on exit (so other forwards, and a checkpointed block's recomputation in backward,
-    record nothing). The recorded tensors keep their graph: ADL's gradient reaches the net."""
-    pattern = layer_pattern(layers)
-    regex = re.compile(pattern)
-    modules = net.named_modules() if isinstance(net, nn.Module) else ()
-    chosen = [m for name, m in modules if regex.fullmatch(name)]
+    record nothing). The recorded tensors keep their graph: ADL's gradient reaches the net.
+    ``fix`` ends the error where no layer matches (what the caller's config should change)."""
+    chosen = [m for _, m in find_layers(net, layers)]
     if not chosen:
         raise ValueError(
-            f"ADL: no layer of the network ({type(net).__name__}) matches '{pattern}'; "
-            "set objective.ftd.adl_layers to a regex of its module names, or objective.ftd.adl=0"
+            f"ADL: no layer of the network ({type(net).__name__}) matches "
+            f"'{layer_pattern(layers)}'; {fix}"
         )
     recorded: list[torch.Tensor] = []
 

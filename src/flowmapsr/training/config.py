@@ -12,6 +12,7 @@ Presets are YAML files over these defaults (``flowmapsr/configs``); overrides ar
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -147,7 +148,7 @@ class TrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
     # Extra loss terms on the one-step sample X(src; 1 → 0), added to the objective as
-    # weight·loss (flowmapsr.training.loss_terms: perceptual, l1, l2; the gan term is the
+    # weight·loss (flowmapsr.training.loss_terms: perceptual, l1, l2, adl; the gan term is the
     # adversarial stage's, set by adversarial.*), e.g. [{name: perceptual, weight: 0.1}, {name: l1}]
     terms: list[TermConfig] = field(default_factory=list)
     export: ExportConfig = field(default_factory=ExportConfig)
@@ -258,6 +259,16 @@ def check_config(config: TrainConfig) -> TrainConfig:
             )
         if not (math.isfinite(term.weight) and term.weight >= 0):
             raise ConfigError(f"{key}.weight must be a finite number ≥ 0, got {term.weight!r}")
+        if term.name == "adl":
+            from flowmapsr.objectives.adl import layer_pattern
+
+            try:  # whether it matches a module is known once the network is built (TrainStep)
+                re.compile(layer_pattern(term.layers))
+            except re.error as err:
+                raise ConfigError(
+                    f"{key}.layers must be auto, a backbone name or a regular expression, "
+                    f"got {term.layers!r} ({err})"
+                ) from None
         if term.name == "perceptual" and latent:
             raise ConfigError(
                 f"{key}.name: a perceptual term needs images; the run's codec is "

@@ -17,6 +17,10 @@ Registered terms (:data:`TERMS`):
   2018 (LPIPS); Wang et al. 2021, Real-ESRGAN §3.3 (VGG feature loss).
 - ``l1`` / ``l2``: pixel ``mean|x̂ − x|`` / ``mean (x̂ − x)²``. Reference: Wang et al. 2021,
   Real-ESRGAN §3.3 (ℓ1 pixel loss beside the perceptual and GAN losses).
+- ``adl``: FluxSR's attention diversification loss (:mod:`flowmapsr.objectives.adl`) on the
+  tokens of the network's layers (``layers``, a regex; ``auto`` = the known backbones' blocks)
+  recorded during the one-step sample's forward — the forward that made ``fake``, so its gradient
+  trains the map that is sampled. Reference: Li et al. 2025, FluxSR (seed 003 Eq. 22–23).
 
 Configuration (:func:`term_configs`): the adversarial stage's keys map onto terms exactly as the
 step computed them before the registry (``adversarial.weight`` → ``gan``,
@@ -32,24 +36,29 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from flowmapsr.objectives.adl import adl_loss
 from flowmapsr.objectives.adversarial import generator_step_loss
 from flowmapsr.objectives.perceptual import PerceptualConfig, build_perceptual
 
-#: What a term may ask for: the one-step sample, the HR target, the clean source.
-INPUTS = ("fake", "hr", "source")
+#: What a term may ask for: the one-step sample, the HR target, the clean source, the tokens of
+#: the network's layers during the one-step sample's forward (:attr:`LossTerm.layers` names them).
+INPUTS = ("fake", "hr", "source", "tokens")
 
 
 @dataclass
 class TermConfig:
     """One extra loss term of the training step (an item of ``TrainConfig.terms``)."""
 
-    name: str = ""  # a registered term: gan | perceptual | l1 | l2
+    name: str = ""  # a registered term: gan | perceptual | l1 | l2 | adl
     weight: float = 1.0  # its weight in the step's loss
     label: str = ""  # its train.csv column ("" = the name; g_adv for gan)
     # perceptual only: which network (its own ``weight`` is ignored: the term's weight counts)
     perceptual: PerceptualConfig = field(
         default_factory=lambda: PerceptualConfig(kind="lpips", weight=1.0)
     )
+    # adl only: the layers whose output tokens it reads — "auto" (every known backbone's blocks),
+    # a backbone name (small | flux | unet) or a regex fully matching named_modules() names
+    layers: str = "auto"
 
 
 @dataclass
@@ -59,6 +68,9 @@ class TermInputs:
     fake: torch.Tensor | None  # X(src; 1 → 0), with gradients to the generator
     hr: torch.Tensor
     source: torch.Tensor | None  # the clean source (the discriminator's condition)
+    # layers setting → the tokens (B, N, C) its layers output during the one-step sample's
+    # forward(s), with their graph (one entry per hooked layer and network call)
+    tokens: dict[str, list[torch.Tensor]] | None = None
 
 
 class LossTerm(nn.Module):
@@ -68,6 +80,7 @@ class LossTerm(nn.Module):
     needs: ClassVar[frozenset[str]] = frozenset()
     weight: float
     description: str  # one line for the log (what network, which fallback)
+    layers: str | None = None  # the layers whose tokens it reads (terms that need "tokens")
 
     def __init__(self, config: TermConfig):
         super().__init__()
@@ -165,8 +178,35 @@ class L2Term(PixelTerm):
     name, power = "l2", 2
 
 
+class ADLTerm(LossTerm):
+    """FluxSR's attention diversification loss on the one-step sample's forward: the mean over
+    the recorded layer outputs of ``(1/N)·Σ_i cos(A_i, Ā)`` (tokens ``A_i``, their mean ``Ā``),
+    batch mean. 1 when every token is the same vector (periodic artefacts), lower as they spread.
+
+    With NFE > 1 every call of the network in the sample is recorded, so the mean runs over
+    layers × calls. Reference: Li et al. 2025, "One Diffusion Step to Real-World
+    Super-Resolution via Flow Trajectory Distillation" (FluxSR), seed 003 Eq. 22–23.
+    """
+
+    name = "adl"
+    needs = frozenset({"tokens"})
+
+    def __init__(self, config: TermConfig):
+        super().__init__(config)
+        self.layers = config.layers
+        self.description = f"adl (layers {config.layers})"
+
+    def forward(self, x: TermInputs):
+        if x.tokens is None or self.layers not in x.tokens:
+            raise ValueError(f"loss term {self.label}: no tokens of layers '{self.layers}' given")
+        loss = adl_loss(x.tokens[self.layers]).mean()
+        return loss, {self.label: float(loss.detach())}
+
+
 #: name → term class; ``TrainConfig.terms[i].name`` must be one of these.
-TERMS: dict[str, type[LossTerm]] = {t.name: t for t in (GANTerm, PerceptualTerm, L1Term, L2Term)}
+TERMS: dict[str, type[LossTerm]] = {
+    t.name: t for t in (GANTerm, PerceptualTerm, L1Term, L2Term, ADLTerm)
+}
 
 
 def term_configs(train) -> list[TermConfig]:

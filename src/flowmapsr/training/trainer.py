@@ -39,6 +39,7 @@ from flowmapsr.nets import build_net, describe_net, net_config
 from flowmapsr.nets.diffusers_common import RUNTIME_FIELDS, torch_dtype
 from flowmapsr.nets.lora import attach_lora, has_lora, merged_copy
 from flowmapsr.objectives import FlowBatch, build_objective
+from flowmapsr.objectives.adl import capture_tokens, find_layers, layer_pattern
 from flowmapsr.objectives.adversarial import discriminator_step_loss
 from flowmapsr.training import checkpoint as ckpt
 from flowmapsr.training.config import TrainConfig
@@ -72,8 +73,13 @@ class TrainStep(nn.Module):
     the objective calls the network several times (targets, shortcut halves), so the wrapper
     is what DDP wraps. ``mode='g'``: the generator's loss ``w_a·objective + Σ w_k·term_k``
     (``w_a`` = ``adversarial.anchor_weight`` in the adversarial stage, else 1), the one-step
-    sample computed once when any term needs it; ``mode='d'``: the discriminator loss of the
-    ``gan`` term.
+    sample computed once when any term needs it (or the tokens of its forward: that forward runs
+    inside :func:`~flowmapsr.objectives.adl.capture_tokens`, one capture per distinct ``layers``
+    setting); ``mode='d'``: the discriminator loss of the ``gan`` term.
+
+    The token hooks go on ``self.net``, the inner network: a DDP/FSDP wrapper wraps this module,
+    not the net, and the layer regexes admit wrapper prefixes inside it (``module.``,
+    ``_orig_mod.``, ``_fsdp_wrapped_module.``).
     """
 
     def __init__(self, net, objective, config: TrainConfig, terms=(), frozen=None):
@@ -81,7 +87,18 @@ class TrainStep(nn.Module):
         self.net, self.objective = net, objective
         self.terms = nn.ModuleList(terms)
         self.gan = next((t for t in self.terms if t.name == "gan"), None)
-        self.needs_fake = any("fake" in t.needs for t in self.terms)
+        # The distinct layer settings of the terms that read tokens (a dict keeps their order).
+        self.token_layers = list(dict.fromkeys(t.layers for t in self.terms if "tokens" in t.needs))
+        self.needs_fake = bool(self.token_layers) or any("fake" in t.needs for t in self.terms)
+        for term in self.terms:
+            # A pattern that matches no module would record nothing: refuse it at build, with
+            # the pattern, rather than at the first step's empty ADL.
+            if "tokens" in term.needs and not find_layers(net, term.layers):
+                raise ValueError(
+                    f"loss term {term.label}: layers '{term.layers}' match no module of the "
+                    f"network ({type(net).__name__}; pattern '{layer_pattern(term.layers)}', "
+                    "re.fullmatch over named_modules() names)"
+                )
         self.frozen = frozen  # the frozen teacher (objectives with needs_frozen_teacher)
         self.config = config
         # How the export samples (solver, source time): the one-step sample does the same.
@@ -128,9 +145,17 @@ class TrainStep(nn.Module):
             if adv.enabled:
                 loss = adv.anchor_weight * loss
             logs["anchor"] = logs.pop("loss")
+            tokens = None
             if self.needs_fake:
-                fake_out = self.one_step_sample(batch.src, batch.cond.source, nfe)
-            inputs = TermInputs(fake=fake_out, hr=batch.hr, source=batch.cond.source)
+                with contextlib.ExitStack() as stack:
+                    tokens = {
+                        layers: stack.enter_context(capture_tokens(self.net, layers))
+                        for layers in self.token_layers
+                    }
+                    fake_out = self.one_step_sample(batch.src, batch.cond.source, nfe)
+            inputs = TermInputs(
+                fake=fake_out, hr=batch.hr, source=batch.cond.source, tokens=tokens or None
+            )
             for term in self.terms:
                 t_loss, t_logs = term(inputs)
                 loss = loss + term.weight * t_loss
