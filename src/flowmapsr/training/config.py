@@ -32,7 +32,9 @@ class DataConfig:
     # folders: HR image folders under ``roots`` (relative paths resolve against the current dir);
     # pairs: the shards of ``flowmapsr pairs generate`` under ``roots`` (teacher images, their
     # degraded LR and the noise they came from; no degradation is drawn, the LR is stored)
-    kind: Literal["synthetic", "folders", "pairs"] = "synthetic"
+    # latents: the shards of ``flowmapsr latents build`` under ``roots`` (HR crops and the codec's
+    # posteriors of HR and source, drawn and encoded once; scale and degradation fixed per entry)
+    kind: Literal["synthetic", "folders", "pairs", "latents"] = "synthetic"
     roots: list[str] = field(default_factory=list)
     crop_size: int = 128  # HR crop side; a multiple of every scale × the net's size multiple
     batch_size: int = 8  # per process, per micro-batch
@@ -183,6 +185,8 @@ def check_config(config: TrainConfig) -> TrainConfig:
         need(
             "data.kind", config.data.kind != "pairs", "synthetic or folders with data.source=noise"
         )
+    need("data.kind", config.data.kind != "latents" or config.codec.type != "identity",
+         "not latents with the identity codec (a cache holds a VAE's posteriors)")  # fmt: skip
     need("optim.lr", positive_finite(config.optim.lr), "a finite number > 0")
     need("optim.warmup_steps", config.optim.warmup_steps >= 0, "≥ 0")
     need("optim.ema_decay", 0 <= config.optim.ema_decay <= 1, "in [0, 1]")

@@ -32,6 +32,7 @@ from torch import nn
 
 from flowmapsr.codecs import build_codec, describe_codec
 from flowmapsr.config import save_json, to_dict
+from flowmapsr.data.latents import check_run_codec, sample_cached
 from flowmapsr.flowmap import PROMPT_POS, Condition
 from flowmapsr.inference.pipeline import SRPipeline
 from flowmapsr.inference.solvers import SOLVERS, time_grid
@@ -343,6 +344,8 @@ class Trainer:
                 f"data.roots: the teacher pairs are in codec '{pairs_codec.get('type')}' space, "
                 f"the run's codec is '{config.codec.type}' (set codec.type to match)"
             )
+        if config.data.kind == "latents":  # the cache's codec (config and weights) or an error
+            check_run_codec(self.data.dataset, config.codec, self.codec)
         self.gen = torch.Generator(device=dev).manual_seed(mix_seed(config.seed, 2, rank))
         self.scale_gen = torch.Generator().manual_seed(mix_seed(config.seed, 3))
         self.generators = {"train": self.gen, "scale": self.scale_gen}
@@ -497,7 +500,13 @@ class Trainer:
             )
         sigma = self.config.data.source_noise
         hr, src, hr_neg, hr_image = tb.hr, tb.src, tb.hr_neg, None
-        if self.config.codec.type != "identity":
+        if tb.latents is not None:
+            # A latent cache (data.kind: latents): the stored posteriors, sampled from the step
+            # generator in the order encoding draws below; the encoder does not run.
+            with torch.no_grad():
+                hr, hr_neg, src = sample_cached(self.codec, tb.latents, self.gen)
+            hr_image = tb.hr
+        elif self.config.codec.type != "identity":
             with torch.no_grad():
                 g = self.gen
 
