@@ -336,14 +336,18 @@ def build_latents(
     kept = sum(len(settings.indices(k)) for k in range(settings.shards) if k not in todo)
     bar = tqdm(total=settings.count, initial=kept, desc="latents", unit="entry",
                file=sys.stderr, disable=not interactive)  # fmt: skip
-    meta = {"format": FORMAT, "settings": json.dumps(asdict(settings), sort_keys=True)}
+
+    # One metadata key: safetensors keeps metadata in a hash map, so with several keys the
+    # header's order (and the file's bytes) changed from run to run (measured).
+    def meta(k: int) -> dict:
+        info = {"format": FORMAT, "shard": k, "settings": asdict(settings)}
+        return {"flowmapsr": json.dumps(info, sort_keys=True)}
+
     try:
         for k in todo:
             idx = settings.indices(k)
             data = maker.make(idx)
-            blob = save(
-                {n: data[n].contiguous() for n in tensors}, metadata={**meta, "shard": str(k)}
-            )
+            blob = save({n: data[n].contiguous() for n in tensors}, metadata=meta(k))
             atomic_write_bytes(out / shard_name(k), blob)
             bar.update(len(idx))
             if not interactive:
