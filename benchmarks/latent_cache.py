@@ -7,7 +7,8 @@ says), one reading the cache (``data.kind=latents``) — and times their ``train
 interleaved (A, B, A, B, ...; one warm-up step each), so load from other processes hits both
 alike. ``--vae sd21`` swaps the tiny random autoencoder for the SD 2.1 VAE's architecture (83.7 M
 parameters, random weights: the real encoder's cost). Prints one JSON object: median seconds per
-step of each, their ratio, and the cache build time.
+step of each, their ratio, and the cache build time (diffusers' import excluded; building
+the codec, and for a random one the network its weights follow, included).
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/latent_cache.py --steps 10
 """
