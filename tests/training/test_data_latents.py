@@ -5,14 +5,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from flowmapsr.data.latents import EntryMaker, LatentsError, build_latents
-from flowmapsr.training.data import TrainBatch, _collate
+from flowmapsr.data.latents import EntryMaker, LatentsError, build_latents, read_manifest
+from flowmapsr.training.data import BatchStream, TrainBatch, _collate
 from flowmapsr.training.presets import resolve_config
 from flowmapsr.training.runlog import read_csv
 from flowmapsr.training.trainer import Trainer, train
 
 PRESET = "tiny-sd21-flowmapsr"
-DATA = ["codec.latent=sample", "data.scales=[4,8]", "data.synthetic_count=8"]
+DATA = ["codec.latent=sample", "data.scales=[4,8]", "data.synthetic_count=8", "data.negatives=true"]
 FAST = ["validation.every=0", "validation.steps=[1]", "optim.schedule=constant"]
 
 
@@ -52,11 +52,11 @@ def test_a_step_from_the_cache_is_finite_and_never_encodes(cache, tmp_path):
         logs = t.train_step()
         assert torch.isfinite(torch.tensor(logs["loss"]))
     assert enc.calls == 0
-    # The counter counts: the same stage on the fly encodes hr and source every step.
+    # The counter counts: the same stage on the fly encodes hr, negative and source each step.
     live = Trainer(config(tmp_path / "live"))
     enc = CountingEncoder(live.codec.vae)
     live.train_step()
-    assert enc.calls == 2
+    assert enc.calls == 3
 
 
 def test_a_cached_batch_is_the_on_the_fly_batch_of_the_same_samples(cache, tmp_path):
@@ -70,18 +70,19 @@ def test_a_cached_batch_is_the_on_the_fly_batch_of_the_same_samples(cache, tmp_p
     parts = [maker.stream.make_batch(_collate([maker.items[maker.position(i)]]), maker.scale(i))
              for i in rows]  # fmt: skip
     assert {maker.scale(i) for i in rows} == {4, 8}  # this seed's first batch mixes scales
-    live = TrainBatch(torch.cat([p.hr for p in parts]), torch.cat([p.src for p in parts]),
-                      None, 4)  # fmt: skip
+    live = TrainBatch(*(torch.cat([getattr(p, k) for p in parts]) for k in ("hr", "src", "hr_neg")),
+                      4)  # fmt: skip
     state = t.gen.get_state()
     cached = t.flow_batch(tb)
     t.gen.set_state(state)
     fly = t.flow_batch(live)
-    for a, b in ((cached.hr, fly.hr), (cached.src, fly.src),
-                 (cached.cond.source, fly.cond.source)):  # fmt: skip
+    pairs = ((cached.hr, fly.hr), (cached.hr_neg, fly.hr_neg), (cached.src, fly.src),
+             (cached.cond.source, fly.cond.source))  # fmt: skip
+    for a, b in pairs:
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     assert not torch.equal(cached.src, cached.cond.source)  # the source noise is per step
     assert (cached.hr_image - fly.hr_image).abs().max() <= 1 / 255 + 1e-6
-    assert cached.hr_neg is None and fly.hr_neg is None
+    assert cached.hr_neg.shape == cached.hr.shape and not torch.equal(cached.hr_neg, cached.hr)
 
 
 def _losses(out: Path) -> dict[int, float]:
@@ -117,3 +118,33 @@ def test_another_codec_or_other_settings_are_one_line_errors(cache, tmp_path):
         assert "\n" not in str(err.value) and str(err.value).startswith(str(cache))
     with pytest.raises(LatentsError, match="needs data.roots"):
         Trainer(config(tmp_path / "bad", "data.kind=latents", "data.roots=[]"))
+
+
+def test_processes_split_the_cache_into_disjoint_batches(cache):
+    cfg = on_cache(cache, "runs/unused").data
+    seen = []
+    for rank in (0, 1):
+        stream = BatchStream(cfg, "cpu", rank, 2)
+        assert stream.sampler.per_epoch == 2  # 8 entries, 2 processes × batches of 2
+        g = torch.Generator().manual_seed(0)
+        seen.append(torch.cat([stream.next(g).latents["hr_mean"] for _ in range(2)]))
+    both = torch.cat(seen)
+    assert len({tuple(row.flatten().tolist()) for row in both}) == 8  # every entry once
+
+
+def test_a_noise_source_stage_stores_no_source_and_draws_latent_noise(tmp_path):
+    """``data.source: noise`` (FluxSR's teacher): no source is encoded; the step draws N(0, I)
+    of the latent shape from its generator, as on the fly."""
+    more = ["codec.type=vae", "net.in_channels=4", "data.kind=synthetic", "data.roots=[]",
+            "data.synthetic_count=4", "data.crop_size=32",
+            "data.batch_size=2", "validation.every=0", "validation.crop=32",
+            "validation.steps=[1]", "net.channels=8", "net.blocks=1", "net.emb_dim=16"]  # fmt: skip
+    cfg = resolve_config("fluxsr-teacher-fm", [*more, f"output_dir={tmp_path / 'x'}"])
+    folder = build_latents(cfg, tmp_path / "cache", count=4, progress=False, log=lambda m: None)
+    assert read_manifest(folder)["tensors"] == ["index", "scale", "hr", "hr_mean"]
+    t = Trainer(resolve_config("fluxsr-teacher-fm", [*more, f"output_dir={tmp_path / 'run'}",
+                                                     "data.kind=latents",
+                                                     f"data.roots=[{folder}]"]))  # fmt: skip
+    fb = t.flow_batch(t.data.next(t.scale_gen))
+    assert fb.hr.shape == fb.src.shape == (2, 4, 4, 4)
+    assert abs(float(fb.src.mean())) < 0.5 and abs(float(fb.src.std()) - 1) < 0.5
