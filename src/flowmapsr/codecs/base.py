@@ -152,7 +152,11 @@ class Codec(nn.Module):
             return mean
         if generator is None:
             raise ValueError("this codec samples its latents: pass encode(..., generator=g)")
-        eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+        # On the generator's device: torch.randn refuses a CUDA generator for a CPU tensor (the
+        # trainer's step generator lives on the training device).
+        eps = torch.randn(
+            mean.shape, generator=generator, dtype=mean.dtype, device=generator.device
+        )
         return mean + std * eps.to(mean.device)
 
     def encode(

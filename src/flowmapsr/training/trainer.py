@@ -490,8 +490,9 @@ class Trainer:
     # -- pieces of a step ---------------------------------------------------------------------
     def flow_batch(self, tb: TrainBatch) -> FlowBatch:
         """The step's batch in the flow's space: a latent codec encodes targets and sources
-        without gradients (sampling codecs draw from the step generator); source noise is
-        added in that space, the condition keeps the clean source."""
+        without gradients (sampling codecs draw from the step generator), or a latent cache's
+        stored posteriors are sampled (``data.kind: latents``); source noise is added in that
+        space, the condition keeps the clean source."""
         if tb.noise is not None:
             # Teacher pairs (data.kind: pairs, FluxSR): already in the teacher codec's space;
             # re-encoding would not give z_0 back (encode(decode(z)) ≠ z for a VAE).
