@@ -129,3 +129,23 @@ def test_stages_that_cannot_be_cached_are_one_line_errors(tmp_path):
         build(tmp_path / "file")
     with pytest.raises(L.LatentsError, match="no latents manifest"):
         L.read_manifest(tmp_path)
+
+
+def test_a_stage_from_init_from_caches_with_the_starts_codec(tmp_path, monkeypatch):
+    """A tiny random codec is ``init_from``'s own in the next stage (the Trainer's rule): the
+    cache encodes with it, not with a fresh one from the seed, and that stage accepts it."""
+    from flowmapsr.inference.pipeline import SRPipeline
+    from flowmapsr.training.trainer import train
+
+    # SRPipeline.sample cannot encode with a sampling VAE (no generator); validation is not
+    # what this test checks.
+    monkeypatch.setattr(Trainer, "validate", lambda self: {"step": self.step})
+    export = train(config("max_steps=1", "seed=5", out=str(tmp_path / "s1")))
+    start = L.codec_fingerprint(SRPipeline.from_pretrained(export).codec)
+    cfg = config(f"init_from={export}")
+    folder = L.build_latents(cfg, tmp_path / "cache", count=2, progress=False, log=lambda m: None)
+    assert L.read_manifest(folder)["settings"]["codec_fingerprint"] == start
+    assert start != L.codec_fingerprint(L.stage_codec(config()))  # seed 0's fresh codec
+    run = config(f"init_from={export}", "data.kind=latents", f"data.roots=[{folder}]",
+                 out=str(tmp_path / "s2"))  # fmt: skip
+    assert Trainer(run).data.description.startswith("stored in the latent cache")
