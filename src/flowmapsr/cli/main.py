@@ -23,6 +23,7 @@ COMMANDS = [
     "train",
     "recipe",
     "pairs",
+    "latents",
     "export",
     "weights",
     "serve",

@@ -105,24 +105,20 @@ class Codec(nn.Module):
         p = next(self.parameters(), None)
         return p.dtype if p is not None else torch.float32
 
-    def encode(
+    def posterior(
         self,
         x: torch.Tensor,
-        generator: torch.Generator | None = None,
         tile: int | None | str = FROM_CONFIG,
         overlap: int | str = FROM_CONFIG,
-    ) -> torch.Tensor:
-        """Pixels ``(B, 3, H, W)`` in ``[-1, 1]`` → latents ``(B, C, ceil(H/f), ceil(W/f))``.
-
-        ``generator``: draws the latent sample of a sampling codec (:attr:`samples`; required
-        there, unused otherwise). ``tile`` / ``overlap`` in pixels (None: untiled; default: the
-        config's). Tiled, the distribution parameters are blended and the sample is drawn once
-        over the whole latent, so overlapping tiles never average two independent draws.
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Pixels ``(B, 3, H, W)`` in ``[-1, 1]`` → the latent distribution's mean
+        ``(B, C, ceil(H/f), ceil(W/f))`` and, for a sampling codec, its std (same shape; else
+        None), in the flow's (shifted, scaled) space. :meth:`encode` is
+        ``sample(*posterior(x), generator)``; latent caches store these two tensors so that a
+        training step still draws a fresh sample (:mod:`flowmapsr.data.latents`).
         """
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"encode expects (B, 3, H, W) pixels, got shape {tuple(x.shape)}")
-        if self.samples and generator is None:
-            raise ValueError("this codec samples its latents: pass encode(..., generator=g)")
         tile, overlap = self._tiling(tile, overlap)
         f = self.factor
         h, w = x.shape[-2:]
@@ -142,10 +138,46 @@ class Codec(nn.Module):
 
             both = blend_tiles(run, x, tile, overlap, num=1, den=f)
             mean, std = (both, None) if both.shape[1] == c else (both[:, :c], both[:, c:])
+        return mean, (std if self.samples else None)
+
+    def sample(
+        self,
+        mean: torch.Tensor,
+        std: torch.Tensor | None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """``mean + std · ε`` with ``ε ~ N(0, I)`` from ``generator`` (``mean`` when ``std`` is
+        None or the codec does not sample); ``mean``, ``std``: ``(B, C, h, w)``."""
         if std is None or not self.samples:
             return mean
-        eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+        if generator is None:
+            raise ValueError("this codec samples its latents: pass encode(..., generator=g)")
+        # On the generator's device: torch.randn refuses a CUDA generator for a CPU tensor (the
+        # trainer's step generator lives on the training device).
+        eps = torch.randn(
+            mean.shape, generator=generator, dtype=mean.dtype, device=generator.device
+        )
         return mean + std * eps.to(mean.device)
+
+    def encode(
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator | None = None,
+        tile: int | None | str = FROM_CONFIG,
+        overlap: int | str = FROM_CONFIG,
+    ) -> torch.Tensor:
+        """Pixels ``(B, 3, H, W)`` in ``[-1, 1]`` → latents ``(B, C, ceil(H/f), ceil(W/f))``.
+
+        ``generator``: draws the latent sample of a sampling codec (:attr:`samples`; required
+        there, unused otherwise). ``tile`` / ``overlap`` in pixels (None: untiled; default: the
+        config's). Tiled, the distribution parameters are blended and the sample is drawn once
+        over the whole latent, so overlapping tiles never average two independent draws.
+        """
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"encode expects (B, 3, H, W) pixels, got shape {tuple(x.shape)}")
+        if self.samples and generator is None:
+            raise ValueError("this codec samples its latents: pass encode(..., generator=g)")
+        return self.sample(*self.posterior(x, tile, overlap), generator)
 
     def decode(
         self,

@@ -33,7 +33,9 @@ class DataConfig:
     # folders: HR image folders under ``roots`` (relative paths resolve against the current dir);
     # pairs: the shards of ``flowmapsr pairs generate`` under ``roots`` (teacher images, their
     # degraded LR and the noise they came from; no degradation is drawn, the LR is stored)
-    kind: Literal["synthetic", "folders", "pairs"] = "synthetic"
+    # latents: the shards of ``flowmapsr latents build`` under ``roots`` (HR crops and the codec's
+    # posteriors of HR and source, drawn and encoded once; scale and degradation fixed per entry)
+    kind: Literal["synthetic", "folders", "pairs", "latents"] = "synthetic"
     roots: list[str] = field(default_factory=list)
     crop_size: int = 128  # HR crop side; a multiple of every scale × the net's size multiple
     batch_size: int = 8  # per process, per micro-batch
@@ -195,6 +197,8 @@ def check_config(config: TrainConfig) -> TrainConfig:
     need("frozen_dtype", config.frozen_dtype == "float32" or config.mixed_precision != "no",
          "float32 with mixed_precision=no (without autocast, fp32 activations would meet "
          "low-precision weights)")  # fmt: skip
+    need("data.kind", config.data.kind != "latents" or config.codec.type != "identity",
+         "not latents with the identity codec (a cache holds a VAE's posteriors)")  # fmt: skip
     need("optim.lr", positive_finite(config.optim.lr), "a finite number > 0")
     need("optim.warmup_steps", config.optim.warmup_steps >= 0, "≥ 0")
     need("optim.ema_decay", 0 <= config.optim.ema_decay <= 1, "in [0, 1]")

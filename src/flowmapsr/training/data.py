@@ -15,6 +15,11 @@ checkpoint; every per-sample random draw of a degradation comes from a generator
 no degradation is drawn, hr is the teacher's image x_0, src the stored LR upsampled, and the
 batch carries the pair's noise ε, ODE end z_0 and encoded source z_L (:class:`TrainBatch`).
 
+``kind: latents`` reads the shards of ``flowmapsr latents build`` (:mod:`flowmapsr.data.latents`):
+each entry's HR crop (uint8) and the codec's posterior of its HR, source and negative, drawn and
+encoded once; the trainer samples the latents from the step generator without the encoder.
+The scale and degradation are fixed per entry.
+
 ``source: noise`` (a noise → image model, FluxSR's teacher) replaces the degraded LR at t = 1 by
 ``N(0, I)`` of the HR shape, drawn from a generator seeded by ``(seed, 43, epoch, index)``: like
 the degradation draws, a pure function of the sample's position, so the consumed-batch count
@@ -33,6 +38,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from flowmapsr.convert import model_to_unit, unit_to_model
 from flowmapsr.resize import upsample_source
 from flowmapsr.training.config import DataConfig
+
+#: The posterior tensors a latent cache entry may hold (:mod:`flowmapsr.data.latents`).
+LATENT_KEYS = ("hr_mean", "hr_std", "src_mean", "src_std", "neg_mean", "neg_std")
 
 
 def mix_seed(*parts: int) -> int:
@@ -105,8 +113,14 @@ def build_dataset(config: DataConfig):
         from flowmapsr.data.pairs import PairShardDataset
 
         return PairShardDataset([Path(r).expanduser().resolve() for r in config.roots])
+    if config.kind == "latents":
+        from flowmapsr.data.latents import LatentShardDataset
+
+        return LatentShardDataset([Path(r).expanduser().resolve() for r in config.roots])
     if config.kind != "folders":
-        raise ValueError(f"data.kind '{config.kind}' is not one of synthetic, folders, pairs")
+        raise ValueError(
+            f"data.kind '{config.kind}' is not one of synthetic, folders, pairs, latents"
+        )
     if not config.roots:
         raise ValueError("data.kind=folders needs data.roots (one or more HR image folders)")
     roots = [Path(r).expanduser().resolve() for r in config.roots]
@@ -206,12 +220,16 @@ class TrainBatch:
     """
 
     hr: torch.Tensor
-    src: torch.Tensor
+    src: torch.Tensor | None
     hr_neg: torch.Tensor | None
     scale: int
     noise: torch.Tensor | None = None
     z0: torch.Tensor | None = None
     zl: torch.Tensor | None = None
+    #: From a latent cache (``data.kind: latents``; else None): ``{hr,src,neg}_mean`` and, for a
+    #: sampling codec, ``{hr,src,neg}_std``, ``(B, C, h, w)`` float32 in the flow space; src
+    #: is None then (and ``src_*`` absent with ``data.source: noise``), neg only with negatives.
+    latents: dict[str, torch.Tensor] | None = None
 
 
 class BatchStream:
@@ -231,6 +249,10 @@ class BatchStream:
         self.degrade, self.negative, self.description = build_degradation(config)
         if config.kind == "pairs":
             self._check_pairs(config)
+        if config.kind == "latents":
+            from flowmapsr.data.latents import check_stream_settings
+
+            self.description = check_stream_settings(self.dataset, config)
         if config.source == "noise":
             self.description = "none: the source is N(0, I) noise (data.source=noise)"
         if not 0.0 <= config.clean_fraction <= 1.0:
@@ -291,6 +313,15 @@ class BatchStream:
         scale = int(c.scales[int(torch.randint(len(c.scales), (1,), generator=scale_gen))])
         if c.kind == "pairs":
             return self._pair_batch(raw, scale)
+        if c.kind == "latents":  # the scale is still drawn: scale_gen's stream stays shared
+            return self._latent_batch(raw)
+        return self.make_batch(raw, scale)
+
+    def make_batch(self, raw: dict, scale: int) -> TrainBatch:
+        """The batch of HR crops ``raw["hr"]`` ``(B, 3, H, W)`` in ``[0, 1]`` (with their
+        ``epoch`` / ``index`` lists) at ``scale``: degraded, upsampled, negatives. A pure
+        function of ``(seed, epoch, index, scale)``; ``flowmapsr latents build`` calls it too."""
+        c = self.config
         hr = raw["hr"].to(self.device, torch.float32)
         if c.source == "noise":  # no LR: the scale is still drawn, so scale_gen's stream is shared
             src = self._noise(raw, hr)
@@ -325,6 +356,14 @@ class BatchStream:
         flow = {k: raw[name].to(dev, torch.float32)
                 for k, name in (("noise", "eps"), ("z0", "z0"), ("zl", "zl"))}  # fmt: skip
         return TrainBatch(hr, src, hr_neg, scale, **flow)
+
+    def _latent_batch(self, raw: dict) -> TrainBatch:
+        """A batch of cached entries: hr from the stored uint8 crop, the posteriors in
+        ``latents`` (the flow step samples them); the scale logged is the first entry's."""
+        dev = self.device
+        hr = unit_to_model(raw["hr"].to(dev, torch.float32) / 255.0)
+        lat = {k: raw[k].to(dev, torch.float32) for k in LATENT_KEYS if k in raw}
+        return TrainBatch(hr, None, None, int(raw["scale"][0]), latents=lat)
 
     def _negatives(self, raw: dict, hr: torch.Tensor) -> torch.Tensor | None:
         """``hr_neg`` ``(B, 3, H, W)`` in [-1, 1] (seeded per sample, tag 37), or None."""

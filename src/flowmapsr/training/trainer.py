@@ -32,6 +32,7 @@ from torch import nn
 
 from flowmapsr.codecs import build_codec, describe_codec
 from flowmapsr.config import ConfigError, save_json, to_dict
+from flowmapsr.data.latents import check_run_codec, sample_cached
 from flowmapsr.flowmap import PROMPT_POS, Condition
 from flowmapsr.inference.pipeline import SRPipeline
 from flowmapsr.inference.solvers import SOLVERS, time_grid
@@ -443,6 +444,8 @@ class Trainer:
                 f"data.roots: the teacher pairs are in codec '{pairs_codec.get('type')}' space, "
                 f"the run's codec is '{config.codec.type}' (set codec.type to match)"
             )
+        if config.data.kind == "latents":  # the cache's codec (config and weights) or an error
+            check_run_codec(self.data.dataset, config.codec, self.codec)
         self.gen = torch.Generator(device=dev).manual_seed(mix_seed(config.seed, 2, rank))
         self.scale_gen = torch.Generator().manual_seed(mix_seed(config.seed, 3))
         self.generators = {"train": self.gen, "scale": self.scale_gen}
@@ -641,8 +644,9 @@ class Trainer:
     # -- pieces of a step ---------------------------------------------------------------------
     def flow_batch(self, tb: TrainBatch) -> FlowBatch:
         """The step's batch in the flow's space: a latent codec encodes targets and sources
-        without gradients (sampling codecs draw from the step generator); source noise is
-        added in that space, the condition keeps the clean source."""
+        without gradients (sampling codecs draw from the step generator), or a latent cache's
+        stored posteriors are sampled (``data.kind: latents``); source noise is added in that
+        space, the condition keeps the clean source."""
         if tb.noise is not None:
             # Teacher pairs (data.kind: pairs, FluxSR): already in the teacher codec's space;
             # re-encoding would not give z_0 back (encode(decode(z)) ≠ z for a VAE).
@@ -651,7 +655,13 @@ class Trainer:
             )
         sigma = self.config.data.source_noise
         hr, src, hr_neg, hr_image = tb.hr, tb.src, tb.hr_neg, None
-        if self.config.codec.type != "identity":
+        if tb.latents is not None:
+            # A latent cache (data.kind: latents): the stored posteriors, sampled from the step
+            # generator in the order encoding draws below; the encoder does not run.
+            with torch.no_grad():
+                hr, hr_neg, src = sample_cached(self.codec, tb.latents, self.gen)
+            hr_image = tb.hr
+        elif self.config.codec.type != "identity":
             with torch.no_grad():
                 g = self.gen
 
