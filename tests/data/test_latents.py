@@ -131,15 +131,12 @@ def test_stages_that_cannot_be_cached_are_one_line_errors(tmp_path):
         L.read_manifest(tmp_path)
 
 
-def test_a_stage_from_init_from_caches_with_the_starts_codec(tmp_path, monkeypatch):
+def test_a_stage_from_init_from_caches_with_the_starts_codec(tmp_path):
     """A tiny random codec is ``init_from``'s own in the next stage (the Trainer's rule): the
     cache encodes with it, not with a fresh one from the seed, and that stage accepts it."""
     from flowmapsr.inference.pipeline import SRPipeline
     from flowmapsr.training.trainer import train
 
-    # SRPipeline.sample cannot encode with a sampling VAE (no generator); validation is not
-    # what this test checks.
-    monkeypatch.setattr(Trainer, "validate", lambda self: {"step": self.step})
     export = train(config("max_steps=1", "seed=5", out=str(tmp_path / "s1")))
     start = L.codec_fingerprint(SRPipeline.from_pretrained(export).codec)
     cfg = config(f"init_from={export}")

@@ -55,6 +55,23 @@ def test_latent_pipeline_output_size_tiled_and_untiled(name):
     assert odd.shape == (1, 3, 39, 30)
 
 
+def test_a_sampling_vae_encodes_the_source_to_its_mean():
+    """``codec.latent=sample`` (training draws latents) upscales without a generator, and the
+    same as the mean codec: inference adds no encoder noise."""
+    torch.manual_seed(0)
+    sampling = build_codec({"type": "vae", "latent": "sample"})
+    mean = build_codec({"type": "vae", "latent": "mean"})
+    mean.load_state_dict(sampling.state_dict())
+    net_cfg = {"type": "small", "in_channels": sampling.channels, "channels": 8, "blocks": 2}
+    net = build_net(net_cfg)
+    outs = []
+    for codec in (sampling, mean):
+        cfg = PipelineConfig(net=net_cfg, codec=to_dict(codec.config))
+        outs.append(SRPipeline(net, cfg, codec).upscale_tensor(_lr(16, 16), scale=4))
+    assert outs[0].shape == (1, 3, 64, 64)
+    assert torch.equal(outs[0], outs[1])
+
+
 @pytest.mark.parametrize("name", LATENT)
 def test_latent_source_noise_is_drawn_in_latent_space(name):
     pipe = _latent_pipe(name, source_noise=0.5)

@@ -360,7 +360,10 @@ class SRPipeline:
         omega = c.guidance if guidance is None else guidance
         n = src.shape[0]
         dev, dt = self.device, self.dtype
-        src = self.codec.encode(src.to(device=dev)).to(dtype=dt)
+        # The posterior's mean: a sampling VAE (codec.latent=sample) would need a generator,
+        # and inference should not add the encoder's noise to the source.
+        codec, src = self.codec, src.to(device=dev)
+        src = (codec.posterior(src)[0] if codec.samples else codec.encode(src)).to(dtype=dt)
         cond = Condition(
             prompt=torch.full((n,), PROMPT_POS, dtype=torch.long, device=dev),
             omega=torch.full((n,), float(omega), device=dev, dtype=dt),

@@ -145,7 +145,9 @@ def run_validation(
         out["niqe_bicubic"] = float(niqe(src_unit).mean())
     columns = [src_unit]
     g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(hr.shape, generator=g)
+    # Source noise lives in the flow's space: latents under a latent codec.
+    codec = pipe.codec
+    noise = torch.randn((hr.shape[0], codec.channels, *codec.latent_size(*size)), generator=g)
     settings = [
         (s, w, ls) for ls in (lora_scales or [None]) for s in config.steps for w in config.guidance
     ]
