@@ -9,7 +9,7 @@ Each run decodes a ``(1, 4, S/8, S/8)`` latent to an ``S × S`` image through
 the decode (the model and torch are loaded by then), i.e. what the decode itself adds.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/vae_tiling_memory.py [--size 1024] [--tile 512]
-[--overlap 64] [--compare] [--only untiled|tiled]``; prints one JSON line per run.
+[--overlap 64] [--compare] [--only untiled|tiled] [--dtype bfloat16]``; one JSON line per run.
 
 Measured on the project's shared 2-core CPU machine, one thread (docs/bench/backbones/):
 512² (``--tile 256``): untiled adds 970 MiB in 72.0 s, tiled 367 MiB in 149.4 s (an earlier,
@@ -42,7 +42,9 @@ def _rss_kib() -> int:
     return pages * resource.getpagesize() // 1024
 
 
-def _child(size: int, tile: int | None, overlap: int, save: str = "") -> None:
+def _child(
+    size: int, tile: int | None, overlap: int, save: str = "", dtype: str = "float32"
+) -> None:
     import torch
 
     from flowmapsr.codecs import VAECodec, VAECodecConfig
@@ -52,6 +54,7 @@ def _child(size: int, tile: int | None, overlap: int, save: str = "") -> None:
     # The published SD 2.1 VAE config (the SD/SDXL VAE shape; the scaling factor is diffusers'
     # default 0.18215, as in the measurements above).
     codec = VAECodec(VAECodecConfig(vae=KNOWN["sd21"]["vae"][2])).eval()
+    codec.to(getattr(torch, dtype))  # bfloat16: the codec as frozen_dtype=bfloat16 trains it
     z = torch.randn(1, 4, size // 8, size // 8)
     with torch.no_grad():
         codec.decode(torch.randn(1, 4, 8, 8))  # warm-up: kernels, allocator
@@ -61,7 +64,7 @@ def _child(size: int, tile: int | None, overlap: int, save: str = "") -> None:
         seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     if save:  # the decoded image, for the parent's tiled-vs-untiled comparison
-        torch.save(y, save)
+        torch.save(y.float(), save)
     print(
         json.dumps(
             {
@@ -73,6 +76,7 @@ def _child(size: int, tile: int | None, overlap: int, save: str = "") -> None:
                 "process_peak_rss_MiB": round(peak / 1024),
                 "seconds": round(seconds, 1),
                 "threads": torch.get_num_threads(),
+                "dtype": dtype,
             }
         ),
         flush=True,
@@ -93,18 +97,22 @@ def main() -> None:
     ap.add_argument(
         "--only", choices=("untiled", "tiled"), help="run one of the two cases (no comparison)"
     )
-    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--dtype", choices=("float32", "bfloat16"), default="float32", help="VAE weights' dtype"
+    )
+    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         size, tile, overlap = (int(v) for v in a.child[:3])
-        _child(size, tile or None, overlap, a.child[3])
+        _child(size, tile or None, overlap, a.child[3], a.child[4])
         return
     with tempfile.TemporaryDirectory() as tmp:
         saved = []
         tiles = {"untiled": (0,), "tiled": (a.tile,)}.get(a.only, (0, a.tile))
         for tile in tiles:
             out = str(Path(tmp) / f"tile{tile}.pt") if a.compare else ""
-            cmd = [sys.executable, __file__, "--child", str(a.size), str(tile), str(a.overlap), out]
+            cmd = [sys.executable, __file__, "--child", str(a.size), str(tile), str(a.overlap)]
+            cmd += [out, a.dtype]
             subprocess.run(cmd, check=True)
             saved.append(out)
         if a.compare and len(saved) == 2:
@@ -121,6 +129,7 @@ def main() -> None:
                         "range": "[-1, 1]",
                         "max_abs_diff": round(float(diff.max()), 4),
                         "mean_abs_diff": round(float(diff.mean()), 4),
+                        "dtype": a.dtype,
                     }
                 ),
                 flush=True,

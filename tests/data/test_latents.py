@@ -33,6 +33,23 @@ def stored(folder: Path) -> dict[str, torch.Tensor]:
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
+def assert_same_entries(a: Path, b: Path, name: str) -> None:
+    """File ``name`` of two builds: the manifest byte for byte; a shard's crops, scales and
+    pixels exactly, its posteriors to float rounding — with more than one thread the first
+    convolutions of a process may split their sums otherwise (seen at 2 threads: 1e-7 apart;
+    bit-equal at 1 thread)."""
+    if not name.endswith(".safetensors"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+        return
+    first, second = load_file(str(a / name)), load_file(str(b / name))
+    assert first.keys() == second.keys()
+    for key, value in first.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, second[key], rtol=1e-5, atol=1e-6)
+        else:
+            assert torch.equal(value, second[key]), (name, key)
+
+
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
     return build(tmp_path_factory.mktemp("latents") / "cache")
@@ -66,12 +83,12 @@ def test_entries_are_the_run_codecs_posterior_of_the_runs_samples(cache, tmp_pat
     assert man["settings"]["codec_fingerprint"] == L.codec_fingerprint(t.codec)
 
 
-def test_the_same_command_gives_the_same_bytes(cache, tmp_path):
+def test_the_same_command_gives_the_same_entries(cache, tmp_path):
     again = build(tmp_path / "again")
     names = sorted(p.name for p in cache.iterdir())
     assert names == sorted(p.name for p in again.iterdir())
     for name in names:
-        assert (cache / name).read_bytes() == (again / name).read_bytes(), name
+        assert_same_entries(cache, again, name)
     # Another data seed draws other entries.
     other = stored(build(tmp_path / "other", "data.seed=1", count=2, shard=2))
     assert not torch.equal(other["hr"], stored(cache)["hr"][:2])
@@ -103,7 +120,7 @@ def test_a_killed_build_resumes_and_keeps_finished_shards(cache, tmp_path, monke
     assert (out / L.shard_name(0)).stat().st_mtime_ns == first  # kept, not rewritten
     assert not list(out.glob(".*.tmp"))
     for name in [L.MANIFEST] + [L.shard_name(k) for k in range(3)]:
-        assert (out / name).read_bytes() == (cache / name).read_bytes(), name
+        assert_same_entries(out, cache, name)
 
 
 def test_other_settings_in_an_existing_folder_are_one_line_errors(cache):

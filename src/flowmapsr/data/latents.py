@@ -35,7 +35,7 @@ training sampler's seeded permutation), so ``N`` larger than the dataset gives m
 its scale from a generator seeded ``mix_seed(seed, 67, i)``; its degradation, clean choice and
 negative from the stream's own per-sample generators. An entry does not depend on ``--batch`` or
 the shard size beyond the float rounding of batched convolutions; the same command gives the
-same bytes.
+same entries (the same bytes on one thread; with more, the posteriors to float rounding).
 
 Resumption and errors follow :mod:`flowmapsr.data.pairs`: shards are written atomically, a
 rerun with the same settings keeps finished shards and removes a killed run's temp files; a
