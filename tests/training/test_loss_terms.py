@@ -92,8 +92,10 @@ def test_stage4_step_gives_the_losses_and_logs_of_the_code_before_the_registry(t
 
     The reference was written by that commit's Trainer with this exact config; the new code gave
     a byte-identical JSON on the machine that wrote it. Compared with rel 1e-6 so that another
-    CPU's kernels (summation order) do not fail it; names and their order exactly (train.csv)."""
-    base = train(resolve_config("flowmapsr-stage1-fm", tiny(tmp_path / "s1", "max_steps=1")))
+    CPU's kernels (summation order) do not fail it; names and their order exactly (train.csv).
+    The stage-1 net concatenates the source, as that commit's preset did."""
+    s1 = tiny(tmp_path / "s1", "max_steps=1", "net.concat_source=true")
+    base = train(resolve_config("flowmapsr-stage1-fm", s1))
     cfg = resolve_config(
         "flowmapsr-stage4-adversarial",
         tiny(
