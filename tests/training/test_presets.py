@@ -53,6 +53,18 @@ def test_stage_presets_inherit_and_configure_their_stage():
     assert "base" not in preset_dict("flowmapsr-stage4-adversarial")
 
 
+def test_small_net_presets_leave_the_source_out_of_the_input_and_an_override_restores_it():
+    """Stage 1 (and what inherits it) trains the small net without the source beside ``x_t``
+    (docs/training, backbone sweep); the large backbones keep their zero-initialised source
+    channels; ``net.concat_source=true`` gives the shipped model's setting back."""
+    for name in ("flowmapsr-stage1-fm", "flowmapsr-stage2-distill", "flowsr-stage1-srflow"):
+        c = resolve_config(name)
+        assert c.net.type == "small" and c.net.concat_source is False, name
+    assert resolve_config("flowmapsr-stage1-fm", ["net.concat_source=true"]).net.concat_source
+    for name in ("tiny-sdxl-flowmapsr", "tiny-sd21-flowmapsr", "tiny-flux-flowmapsr"):
+        assert resolve_config(name).net.concat_source is True, name
+
+
 def test_overrides_are_strict_and_name_the_nearest_key():
     cfg = resolve_config("flowmapsr-stage2-distill", ["objective.name=lagrangian", "optim.lr=3e-4"])
     assert cfg.objective.name == "lagrangian" and cfg.optim.lr == pytest.approx(3e-4)
