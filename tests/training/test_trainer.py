@@ -125,6 +125,37 @@ def test_adversarial_stage_trains_lora_and_the_discriminator_only(tmp_path, tiny
     assert y0.shape == y1.shape == (1, 3, 32, 32)
 
 
+def test_unet_discriminator_stage_resumes_exactly_with_its_spectral_norm_state(tmp_path, tiny):
+    """The Real-ESRGAN-style stage (U-Net + spectral norm discriminator, l1 + perceptual + GAN):
+    interrupted at step 2 and resumed, steps 3–4 equal the uninterrupted run's — the power-
+    iteration vectors of the spectral norm are checkpointed with the discriminator."""
+    base = train(resolve_config("flowmapsr-stage1-fm", tiny(tmp_path / "s1", "max_steps=1")))
+    common = (
+        f"init_from={base}",
+        "adversarial.disc.kind=unet",
+        "adversarial.disc.spectral_norm=true",
+        "adversarial.disc.depth=2",
+        "adversarial.disc.channels=8",
+        "adversarial.lora.rank=2",
+        "adversarial.r_every=2",
+        "optim.warmup_steps=0",
+        "terms=[{name: l1, weight: 1.0}]",
+    )
+    ref_out, cut_out = tmp_path / "ref", tmp_path / "cut"
+    stage = "flowmapsr-stage4-adversarial"
+    t = Trainer(resolve_config(stage, tiny(ref_out, "max_steps=4", *common)))
+    assert "unet + spectral norm discriminator" in t.gan.description
+    t.fit()
+    train(resolve_config(stage, tiny(cut_out, "max_steps=2", "checkpoint.every=2", *common)))
+    train(resolve_config(stage, tiny(cut_out, "max_steps=4", *common)))
+    ref, cut = read_csv(ref_out / "train.csv"), read_csv(cut_out / "train.csv")
+    assert [int(r["step"]) for r in cut] == [1, 2, 3, 4]
+    assert {"g_adv", "d_loss", "l1"} <= set(ref[-1])
+    for a, b in zip(ref[2:], cut[2:], strict=True):
+        for key in ("loss", "g_adv", "d_loss", "l1"):
+            assert float(b[key]) == pytest.approx(float(a[key]), rel=1e-6, abs=1e-9), key
+
+
 def test_lazy_r1_r2_penalises_every_kth_discriminator_step(tmp_path, tiny, monkeypatch):
     import flowmapsr.training.trainer as trainer_mod
 

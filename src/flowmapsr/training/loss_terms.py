@@ -108,13 +108,17 @@ class GANTerm(LossTerm):
 
     def __init__(self, config: TermConfig, train):
         super().__init__(config)
-        from flowmapsr.nets.discriminator import Discriminator
+        from flowmapsr.nets.discriminator import build_discriminator
 
         adv = train.adversarial
-        self.disc = Discriminator(adv.disc)
+        self.disc = build_discriminator(adv.disc)
         self.gamma, self.r_every = float(adv.gamma), int(adv.r_every)
         self.disc_lr, self.disc_betas = float(adv.disc_lr), tuple(adv.disc_betas)
-        self.description = f"gan (RpGAN, γ={self.gamma:g}, R1/R2 every {max(self.r_every, 1)})"
+        d = adv.disc
+        kind = f"{d.kind}{' + spectral norm' if d.spectral_norm else ''} discriminator"
+        self.description = (
+            f"gan (RpGAN, {kind}, γ={self.gamma:g}, R1/R2 every {max(self.r_every, 1)})"
+        )
 
     @classmethod
     def build(cls, config, train):
