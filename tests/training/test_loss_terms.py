@@ -78,9 +78,12 @@ def test_pixel_terms_are_l1_and_mse(gen):
 def test_adversarial_keys_map_onto_gan_and_perceptual_terms():
     cfg = resolve_config("flowmapsr-stage4-adversarial", [])
     got = [(t.name, t.weight) for t in term_configs(cfg)]
-    assert got == [("gan", cfg.adversarial.weight), ("perceptual", 0.1)]
+    # the adversarial keys first, then the preset's extra terms (l1)
+    assert got == [("gan", cfg.adversarial.weight), ("perceptual", 1.0), ("l1", 1.0)]
     assert term_configs(cfg)[1].perceptual == cfg.adversarial.perceptual
-    cfg = resolve_config("flowmapsr-stage4-adversarial", ["adversarial.perceptual.kind=none"])
+    cfg = resolve_config(
+        "flowmapsr-stage4-adversarial", ["adversarial.perceptual.kind=none", "terms=[]"]
+    )
     terms, notes = build_terms(cfg)
     assert [t.name for t in terms] == ["gan"] and ("perceptual", "none") in notes
     assert term_configs(resolve_config("flowmapsr-stage2-distill", [])) == []
@@ -107,6 +110,14 @@ def test_stage4_step_gives_the_losses_and_logs_of_the_code_before_the_registry(t
             "adversarial.lora.rank=2",
             "adversarial.nfe=[1,2]",
             "adversarial.perceptual.kind=sobel_l1",
+            # that commit's adversarial preset (the preset moved to a U-Net discriminator,
+            # LPIPS-vgg and l1 on 2026-12-04)
+            "adversarial.disc.kind=patch",
+            "adversarial.disc.spectral_norm=false",
+            "adversarial.weight=0.05",
+            "adversarial.perceptual.weight=0.1",
+            "adversarial.r_every=1",
+            "terms=[]",
         ),
     )
     t = Trainer(cfg)

@@ -115,8 +115,8 @@ def test_adversarial_stage_trains_lora_and_the_discriminator_only(tmp_path, tiny
     from flowmapsr.pretrained import list_weights
 
     recorded = (export / "config.json").read_text()
-    fetched = next(r for r in list_weights() if r["name"] == "alexnet")["present"]
-    assert ("lpips (alex, pretrained)" in recorded) == fetched
+    fetched = next(r for r in list_weights() if r["name"] == "vgg16")["present"]
+    assert ("lpips (vgg, pretrained)" in recorded) == fetched
     assert fetched or "sobel_l1" in recorded
     pipe = SRPipeline.from_pretrained(export)
     lr = torch.rand(1, 3, 8, 8)
