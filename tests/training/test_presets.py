@@ -99,3 +99,21 @@ def test_a_child_preset_can_switch_the_backbone(tmp_path):
     p.write_text("base: flowmapsr-stage1-fm\nnet: {type: mlp, dim: 3}\n", encoding="utf-8")
     other = resolve_config(str(p)).net
     assert other == NETS["mlp"].config_cls(dim=3)
+
+
+def test_the_built_in_models_recipe_is_flow_matching_then_the_adversarial_lora(tmp_path):
+    """flowmapsr-small-fm-gan: the same 32x8 net in both stages; stage 4 starts from stage 1's
+    export, anchors on stage 1's own loss (no guidance, no distillation) and trains the
+    Real-ESRGAN-style terms of the stage-4 preset."""
+    from flowmapsr.training.recipe import stage_configs
+
+    s1, s4 = stage_configs("flowmapsr-small-fm-gan", tmp_path)
+    assert s1.name == "stage1-fm" and s4.name == "stage4-adversarial"
+    assert s1.net == s4.net and s1.net.channels == 32 and not s1.net.concat_source
+    assert s4.init_from == str(tmp_path / "stage1-fm" / "export")
+    assert s4.objective.name == "fm" and not s4.objective.guidance.enabled
+    assert not s4.data.negatives and s4.mixed_precision == "bf16"
+    adv = s4.adversarial
+    assert adv.enabled and adv.disc.kind == "unet" and adv.disc.spectral_norm
+    assert adv.perceptual.kind == "lpips" and adv.perceptual.lpips_net == "vgg"
+    assert [(t.name, t.weight) for t in s4.terms] == [("l1", 1.0)]
