@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from flowmapsr.codecs import CODECS, IdentityCodec, build_codec
 from flowmapsr.config import to_dict
-from flowmapsr.inference.pipeline import BUILTIN_DIR, CODEC_NAME, PipelineConfig, SRPipeline
+from flowmapsr.inference.pipeline import CODEC_NAME, PipelineConfig, SRPipeline
 from flowmapsr.nets import build_net
 
 LATENT = sorted(n for n in CODECS if n != "identity")
@@ -32,8 +33,10 @@ def _lr(h=13, w=10, seed=0):
 
 def test_identity_is_the_default_and_old_configs_load_unchanged():
     assert PipelineConfig().codec == {"type": "identity"}
-    assert "codec" not in json.loads((BUILTIN_DIR / "config.json").read_text())
-    pipe = SRPipeline.from_pretrained(None)  # its config.json predates codecs
+    # the first-generation built-in model: its config.json predates codecs
+    old = Path(__file__).resolve().parents[2] / "model-training" / "default" / "shipped"
+    assert "codec" not in json.loads((old / "config.json").read_text())
+    pipe = SRPipeline.from_pretrained(old)
     assert isinstance(pipe.codec, IdentityCodec)
     assert pipe.size_multiple == 4  # the small net's unshuffle, times f = 1
 
